@@ -1,0 +1,1 @@
+"""SFT/DPO fine-tuning job: environment variables in, a validated, saved model out."""

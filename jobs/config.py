@@ -1,0 +1,327 @@
+"""Environment variables -> one typed job configuration (DESIGN "Configuration contract").
+
+Every `TRAIN_<FIELD>` sets a field of the job's own `JobSettings`, of TRL's `ModelConfig`, or of the
+method's `SFTConfig`/`DPOConfig`. Field types come from the generated catalog (`jobs/catalog.py`), so
+this module never imports TRL and stays fast. Every problem is collected and reported together:
+unknown names with a "did you mean", values that do not parse or are out of range, settings that belong
+to the other method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from jobs.catalog import FieldSpec, describe_dataclass, load_catalog
+from jobs.errors import ConfigError
+
+PREFIX = "TRAIN_"
+METHODS = ("sft", "dpo")
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The job's own settings; TRL's settings live in the catalog."""
+
+    method: Literal["sft", "dpo"] | None = field(
+        default=None, metadata={"help": "Training method: sft or dpo. Required."}
+    )
+    data_path: str | None = field(
+        default=None,
+        metadata={"help": "Training data file (.jsonl, .json, .parquet, optionally .gz). Required."},
+    )
+    eval_data_path: str | None = field(
+        default=None, metadata={"help": "Separate evaluation data file. Checked for overlap with training data."}
+    )
+    eval_split: float = field(
+        default=0.0,
+        metadata={"help": "Fraction of the training data held out for evaluation, split once from the seed.",
+                  "min": 0.0, "max": 0.5},
+    )
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where checkpoints and final/ are written. Default: output/<method>."},
+    )
+    accelerate_config: str | None = field(
+        default=None,
+        metadata={"help": "Launch through `accelerate launch` with this config: a name from accelerate_configs/ "
+                  "(cpu, multi_cpu, single_gpu, multi_gpu, zero2, zero3, zero3_offload) or a YAML path. "
+                  "Unset: train in this process."},
+    )
+    log_format: Literal["text", "json"] = field(
+        default="text", metadata={"help": "Log line format: text for people, json for log pipelines."}
+    )
+
+
+# The seed review's safe defaults, applied under whatever the user sets. Device-dependent defaults
+# (bf16, gradient checkpointing, use_cpu) are resolved where torch is imported (jobs/training.py).
+SAFE_TRAINING_DEFAULTS: dict[str, Any] = {
+    "max_grad_norm": 1.0,
+    "warmup_steps": 0.03,  # below 1 transformers reads it as a ratio of the total steps
+    "lr_scheduler_type": "cosine",
+    "logging_steps": 5,
+    "save_strategy": "steps",
+    "save_steps": 100,
+    "save_total_limit": 3,
+    "report_to": ["none"],  # no surprise uploads to third-party trackers; metrics go to Prometheus
+    "disable_tqdm": True,  # one log line per logging step instead of progress bars in pod logs
+}
+
+# Ranges transformers/TRL do not check themselves (a negative batch size fails deep inside a run).
+# (minimum, maximum, minimum is exclusive)
+_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "per_device_train_batch_size": (1, None, False),
+    "per_device_eval_batch_size": (1, None, False),
+    "gradient_accumulation_steps": (1, None, False),
+    "learning_rate": (0, None, True),
+    "num_train_epochs": (0, None, True),
+    "logging_steps": (0, None, True),
+    "save_steps": (0, None, True),
+    "eval_steps": (0, None, True),
+    "save_total_limit": (1, None, False),
+    "max_grad_norm": (0, None, False),
+    "warmup_steps": (0, None, False),
+    "weight_decay": (0, None, False),
+    "max_length": (1, None, False),
+    "lora_r": (1, None, False),
+    "lora_alpha": (0, None, True),
+    "lora_dropout": (0, 1, False),
+    "beta": (0, None, True),
+    "label_smoothing": (0, 0.5, False),
+    "dataloader_num_workers": (0, None, False),
+}
+
+_SECRET_NAME = re.compile(r"token|key|password|secret|credential", re.IGNORECASE)
+# Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT_<N>_TCP... for every Service in the namespace.
+_SERVICE_LINK_NAME = re.compile(r"_SERVICE_(HOST|PORT)(_\w+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_\w+)?$")
+_SERVICE_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://", re.IGNORECASE)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one run needs: the job's settings and the user's TRL/model overrides by field name."""
+
+    job: JobSettings
+    model: dict[str, Any]
+    training: dict[str, Any]
+    ignored_service_links: tuple[str, ...] = ()
+
+    @property
+    def method(self) -> str:
+        assert self.job.method is not None  # load_config refuses a config without a method
+        return self.job.method
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.job.output_dir or f"output/{self.method}")
+
+    def effective(self) -> dict[str, Any]:
+        """The configuration as set (before device-dependent defaults), secrets redacted."""
+        settings = {"job": dataclasses.asdict(self.job), "model": self.model, "training": self.training}
+        return redact(settings)
+
+
+def redact(value: Any) -> Any:
+    """A copy with the value of every secret-looking key replaced, at any depth."""
+    if isinstance(value, Mapping):
+        return {
+            key: ("***" if _SECRET_NAME.search(str(key)) and item not in (None, "") else redact(item))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def job_fields() -> dict[str, FieldSpec]:
+    return describe_dataclass(JobSettings)
+
+
+def _spec_for(name: str, method: str | None) -> tuple[str | None, FieldSpec | None]:
+    """(group, spec) of a setting for this method; group None when it belongs to the other method only."""
+    catalog = load_catalog()
+    if name in job_fields():
+        return "job", job_fields()[name]
+    for group in ("model", "training", method or ""):
+        if group in catalog and name in catalog[group]:
+            return group, catalog[group][name]
+    return None, None
+
+
+def all_setting_names() -> set[str]:
+    names = set(job_fields())
+    for group in load_catalog().values():
+        names.update(group)
+    return names
+
+
+def parse_value(variable: str, raw: str, spec: FieldSpec) -> Any:
+    """Parse one variable by its field spec; raise ValueError with a message a user can act on."""
+    if spec.get("optional") and raw.strip() in ("", "null", "None"):
+        return None
+    kind = spec["kind"]
+    if kind == "union":
+        for candidate in spec["kinds"]:
+            try:
+                return _parse_scalar(raw, candidate)
+            except ValueError:
+                continue
+        raise ValueError(f"{variable}={raw!r} is not a valid {' or '.join(spec['kinds'])}")
+    if kind == "list":
+        return _parse_list(variable, raw, spec["item"])
+    if kind == "json":
+        return _parse_json(variable, raw)
+    if kind == "choice":
+        if raw in spec["choices"]:
+            return raw
+        raise ValueError(f"{variable}={raw!r} is not one of: {', '.join(spec['choices'])}")
+    try:
+        return _parse_scalar(raw, kind)
+    except ValueError:
+        example = {"bool": "true or false", "int": "an integer such as 100", "float": "a number such as 0.001"}
+        raise ValueError(f"{variable}={raw!r} is not a valid {kind}; expected {example.get(kind, kind)}") from None
+
+
+def _parse_scalar(raw: str, kind: str) -> Any:
+    text = raw.strip()
+    if kind == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError(text)
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(text)
+        return number
+    return raw
+
+
+def _parse_list(variable: str, raw: str, item_kind: str) -> list[Any]:
+    text = raw.strip()
+    if text.startswith("["):
+        items = _parse_json(variable, text)
+        if not isinstance(items, list):
+            raise ValueError(f"{variable}={raw!r} is not a JSON list")
+        items = [str(item) for item in items]
+    else:
+        items = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return [_parse_scalar(item, item_kind) for item in items]
+    except ValueError:
+        raise ValueError(f"{variable}={raw!r}: every item must be a {item_kind} (comma-separated or a JSON list)") from None
+
+
+def _parse_json(variable: str, raw: str) -> Any:
+    text = raw.strip()
+    if not text.startswith(("{", "[")):
+        return raw  # a path to a JSON/YAML file, which transformers/TRL load themselves
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{variable} is not valid JSON ({error.msg} at column {error.colno})") from None
+
+
+def check_range(variable: str, name: str, value: Any, spec: FieldSpec) -> None:
+    low, high, exclusive = _RANGES.get(name, (spec.get("min"), spec.get("max"), False))
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if name == "max_steps" and value != -1 and value < 1:
+        raise ValueError(f"{variable}={value} must be -1 (use num_train_epochs) or at least 1")
+    if low is not None and (value < low or (exclusive and value == low)):
+        relation = "greater than" if exclusive else "at least"
+        raise ValueError(f"{variable}={value} is out of range: it must be {relation} {low}")
+    if high is not None and value > high:
+        raise ValueError(f"{variable}={value} is out of range: it must be at most {high}")
+
+
+def _unknown_message(variable: str) -> str:
+    candidates = [PREFIX + name.upper() for name in all_setting_names()]
+    close = difflib.get_close_matches(variable, candidates, n=1, cutoff=0.75)
+    hint = f"did you mean {close[0]}?" if close else "run `python entrypoint.py --help` for the list"
+    return f"{variable} is not a setting; {hint}"
+
+
+def _other_method_message(variable: str, name: str, method: str) -> str | None:
+    for other in METHODS:
+        if other != method and name in load_catalog()[other]:
+            return f"{variable} applies to TRAIN_METHOD={other} only, but TRAIN_METHOD={method}; unset it"
+    return None
+
+
+def _read_method(environ: Mapping[str, str], problems: list[str]) -> str | None:
+    raw = environ.get(PREFIX + "METHOD")
+    if raw is None or not raw.strip():
+        problems.append("TRAIN_METHOD is not set; set it to one of: sft, dpo")
+        return None
+    method = raw.strip().lower()
+    if method not in METHODS:
+        problems.append(f"TRAIN_METHOD={raw!r} is not a method; valid methods: sft, dpo")
+        return None
+    return method
+
+
+def _is_service_link(variable: str, raw: str) -> bool:
+    return bool(_SERVICE_LINK_NAME.search(variable) or _SERVICE_LINK_VALUE.match(raw.strip()))
+
+
+def load_config(environ: Mapping[str, str]) -> JobConfig:
+    """Read every TRAIN_* variable; raise ConfigError listing every problem found."""
+    problems: list[str] = []
+    method = _read_method(environ, problems)
+    values: dict[str, dict[str, Any]] = {"job": {"method": method}, "model": {}, "training": {}}
+    ignored: list[str] = []
+    for variable in sorted(environ):
+        if not variable.startswith(PREFIX) or variable == PREFIX + "METHOD":
+            continue
+        raw = environ[variable]
+        if _is_service_link(variable, raw):
+            ignored.append(variable)
+            continue
+        problem = _read_variable(variable, raw, method, values)
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) with the TRAIN_* variables", problems)
+    training = {**values.pop("training"), **values.pop(method or "", {})}
+    job = JobSettings(**values["job"])
+    _require(job)
+    return JobConfig(job=job, model=values["model"], training=training, ignored_service_links=tuple(ignored))
+
+
+def _read_variable(variable: str, raw: str, method: str | None, values: dict[str, dict[str, Any]]) -> str | None:
+    """Parse one variable into `values`; return a problem description instead of raising."""
+    name = variable[len(PREFIX) :].lower()
+    group, spec = _spec_for(name, method)
+    if spec is None or group is None:
+        if method and (message := _other_method_message(variable, name, method)):
+            return message
+        return None if name in all_setting_names() else _unknown_message(variable)
+    try:
+        value = parse_value(variable, raw, spec)
+        check_range(variable, name, value, spec)
+    except ValueError as error:
+        return str(error)
+    values.setdefault(group, {})[name] = value
+    return None
+
+
+def _require(job: JobSettings) -> None:
+    if not job.data_path:
+        raise ConfigError(
+            "TRAIN_DATA_PATH is not set; point it at a .jsonl/.json/.parquet file (`make sft`/`make dpo` set a demo)"
+        )
+    if job.eval_data_path and job.eval_split > 0:
+        raise ConfigError("TRAIN_EVAL_DATA_PATH and TRAIN_EVAL_SPLIT are both set; use one source of eval data")
