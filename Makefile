@@ -50,8 +50,9 @@ validate: $(STAMP)
 	export TRAIN_DATA_PATH=$${TRAIN_DATA_PATH:-jobs/demo_data/$$([ $$TRAIN_METHOD = sft ] && echo sft_messages || echo dpo_pairs).jsonl}; \
 	$(PY) entrypoint.py validate
 
+# pytest's exit 5 ("no tests collected") is not a failure of the suite.
 test: $(STAMP) $(DEMO_MODEL)/config.json
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS) tests

@@ -28,15 +28,12 @@ GROUPS = ("training", "sft", "dpo", "model")
 FieldSpec = dict[str, Any]
 
 
+_SCALARS: dict[Any, str] = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
 def _scalar_kind(tp: Any) -> FieldSpec | None:
-    if tp is bool:
-        return {"kind": "bool"}
-    if tp is int:
-        return {"kind": "int"}
-    if tp is float:
-        return {"kind": "float"}
-    if tp is str:
-        return {"kind": "str"}
+    if tp in _SCALARS:
+        return {"kind": _SCALARS[tp]}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return {"kind": "choice", "choices": [str(member.value) for member in tp]}
     if typing.get_origin(tp) is typing.Literal:

@@ -42,8 +42,11 @@ class JobSettings:
     )
     eval_split: float = field(
         default=0.0,
-        metadata={"help": "Fraction of the training data held out for evaluation, split once from the seed.",
-                  "min": 0.0, "max": 0.5},
+        metadata={
+            "help": "Fraction of the training data held out for evaluation, split once from the seed.",
+            "min": 0.0,
+            "max": 0.5,
+        },
     )
     output_dir: str | None = field(
         default=None,
@@ -51,9 +54,11 @@ class JobSettings:
     )
     accelerate_config: str | None = field(
         default=None,
-        metadata={"help": "Launch through `accelerate launch` with this config: a name from accelerate_configs/ "
-                  "(cpu, multi_cpu, single_gpu, multi_gpu, zero2, zero3, zero3_offload) or a YAML path. "
-                  "Unset: train in this process."},
+        metadata={
+            "help": "Launch through `accelerate launch` with this config: a name from accelerate_configs/ "
+            "(cpu, multi_cpu, single_gpu, multi_gpu, zero2, zero3, zero3_offload) or a YAML path. "
+            "Unset: train in this process."
+        },
     )
     log_format: Literal["text", "json"] = field(
         default="text", metadata={"help": "Log line format: text for people, json for log pipelines."}
@@ -72,6 +77,16 @@ SAFE_TRAINING_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 3,
     "report_to": ["none"],  # no surprise uploads to third-party trackers; metrics go to Prometheus
     "disable_tqdm": True,  # one log line per logging step instead of progress bars in pod logs
+}
+
+# Defaults that depend on the device, resolved where torch is imported (jobs/training.py, jobs/model.py).
+DEVICE_DEPENDENT_DEFAULTS: dict[str, str] = {
+    "use_cpu": "true when no GPU is visible",
+    "bf16": "true on GPUs with bf16 support",
+    "fp16": "true on GPUs without bf16 support",
+    "activation_checkpointing": "true on GPU, false on CPU (where it made steps ~20x slower)",
+    "gradient_checkpointing": "true on GPU, false on CPU (deprecated alias of activation_checkpointing)",
+    "dtype": "bfloat16 on GPUs with bf16 support, float32 otherwise",
 }
 
 # Ranges transformers/TRL do not check themselves (a negative batch size fails deep inside a run).
@@ -221,7 +236,9 @@ def _parse_list(variable: str, raw: str, item_kind: str) -> list[Any]:
     try:
         return [_parse_scalar(item, item_kind) for item in items]
     except ValueError:
-        raise ValueError(f"{variable}={raw!r}: every item must be a {item_kind} (comma-separated or a JSON list)") from None
+        raise ValueError(
+            f"{variable}={raw!r}: every item must be a {item_kind} (comma-separated or a JSON list)"
+        ) from None
 
 
 def _parse_json(variable: str, raw: str) -> Any:
@@ -298,6 +315,7 @@ def load_config(environ: Mapping[str, str]) -> JobConfig:
     training = {**values.pop("training"), **values.pop(method or "", {})}
     job = JobSettings(**values["job"])
     _require(job)
+    _check_model_combinations(values["model"])
     return JobConfig(job=job, model=values["model"], training=training, ignored_service_links=tuple(ignored))
 
 
@@ -325,3 +343,14 @@ def _require(job: JobSettings) -> None:
         )
     if job.eval_data_path and job.eval_split > 0:
         raise ConfigError("TRAIN_EVAL_DATA_PATH and TRAIN_EVAL_SPLIT are both set; use one source of eval data")
+
+
+def _check_model_combinations(model: dict[str, Any]) -> None:
+    quantized = model.get("load_in_4bit") or model.get("load_in_8bit")
+    if model.get("load_in_4bit") and model.get("load_in_8bit"):
+        raise ConfigError("TRAIN_LOAD_IN_4BIT and TRAIN_LOAD_IN_8BIT are both true; choose one")
+    if quantized and not model.get("use_peft"):
+        raise ConfigError(
+            "quantized weights cannot be trained directly: "
+            "TRAIN_LOAD_IN_4BIT/8BIT=true needs TRAIN_USE_PEFT=true (QLoRA)"
+        )

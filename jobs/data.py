@@ -75,7 +75,9 @@ def check_readable(path: Path, variable: str) -> None:
         with open(path, "rb") as handle:
             handle.read(1)
     except OSError as error:
-        raise EnvironmentProblem(f"{variable}={path} cannot be read ({error.strerror}); check its permissions") from None
+        raise EnvironmentProblem(
+            f"{variable}={path} cannot be read ({error.strerror}); check its permissions"
+        ) from None
     if _base_suffix(path) not in SUFFIXES:
         raise DataError(f"{variable}={path}: unsupported file type; use one of {', '.join(SUFFIXES)} (optionally .gz)")
 
@@ -93,9 +95,8 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if number == 1:
-                line = line.removeprefix(b"\xef\xbb\xbf")
+        for number, raw_line in enumerate(handle, start=1):
+            line = raw_line.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw_line
             if not line.strip():
                 continue
             try:

@@ -13,8 +13,12 @@ memory); with a full fine-tune TRL loads a frozen copy from the same directory.
 
 from __future__ import annotations
 
+import logging
+
 from jobs.config import JobConfig
 from jobs.training import prepare_training, train_and_save, worker_main
+
+logger = logging.getLogger(__name__)
 
 
 def main(config: JobConfig) -> None:
@@ -31,6 +35,9 @@ def main(config: JobConfig) -> None:
         peft_config=setup.peft_config,
         callbacks=setup.callbacks,
     )
+    if trainer.is_world_process_zero():
+        reference = "the policy with its adapter disabled" if trainer.ref_model is None else "a frozen copy"
+        logger.info("DPO reference model: %s", reference)
     train_and_save(trainer, config, setup.tokenizer)
 
 

@@ -8,6 +8,7 @@ launcher would otherwise flatten to 1.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -87,10 +88,8 @@ def _launch_accelerate(config: JobConfig, accelerate_config: Path) -> int:
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         logger.warning("received %s: forwarding it to the training processes", signal.Signals(signum).name)
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the children already exited
             os.killpg(child.pid, signum)
-        except ProcessLookupError:
-            pass
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -40,12 +40,6 @@ def build_model_config(overrides: dict[str, Any]) -> ModelConfig:
     settings = {"dtype": default_dtype(), **overrides}
     if settings.get("load_in_4bit"):
         settings = {**QLORA_DEFAULTS, **settings}
-        if not settings.get("use_peft"):
-            raise ConfigError(
-                "TRAIN_LOAD_IN_4BIT=true needs TRAIN_USE_PEFT=true: 4-bit weights cannot be trained directly (QLoRA)"
-            )
-    if settings.get("load_in_4bit") and settings.get("load_in_8bit"):
-        raise ConfigError("TRAIN_LOAD_IN_4BIT and TRAIN_LOAD_IN_8BIT are both true; choose one")
     try:
         return ModelConfig(**settings)
     except (ValueError, TypeError) as error:
@@ -71,9 +65,10 @@ def _device_map(quantized: bool) -> Any:
     from accelerate import PartialState
 
     state = PartialState()
-    if quantized and state.device.type == "cuda":
+    device_type = state.device.type if state.device is not None else "cpu"
+    if quantized and device_type == "cuda":
         return {"": state.local_process_index}
-    if state.num_processes > 1 or state.device.type == "cpu":
+    if state.num_processes > 1 or device_type == "cpu":
         return None
     return "auto"
 

@@ -14,11 +14,17 @@ from typing import Any
 from jobs.config import JobConfig
 from jobs.data import DataReport, check_readable, prepared_paths, read_file, refuse_invalid, split_records, write_jsonl
 from jobs.errors import DataError, EnvironmentProblem
+from jobs.launch import resolve_accelerate_config
 
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "validation_report.json"
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 MIN_FREE_BYTES = 1 << 30  # below this no checkpoint of a real model fits
 
 
@@ -94,15 +100,15 @@ def check_model_dir(model_path: str | None) -> None:
     if not (path / "config.json").is_file():
         raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path} has no config.json; is it a model directory?")
     if not any((path / name).is_file() for name in WEIGHT_FILES):
-        raise EnvironmentProblem(
-            f"TRAIN_MODEL_NAME_OR_PATH={model_path} holds no weights ({', '.join(WEIGHT_FILES)})"
-        )
+        raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path} holds no weights ({', '.join(WEIGHT_FILES)})")
     if not os.access(path / "config.json", os.R_OK):
         raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path}: config.json is not readable")
 
 
 def run_preflight(config: JobConfig, *, for_training: bool) -> dict[str, Any]:
     """All checks in order of cost; returns the data summary."""
+    if config.job.accelerate_config:
+        resolve_accelerate_config(config.job.accelerate_config)
     check_output_dir(config.output_dir)
     if for_training:
         check_model_dir(config.model.get("model_name_or_path"))

@@ -5,10 +5,8 @@ from __future__ import annotations
 import textwrap
 
 from jobs.catalog import FieldSpec, load_catalog
-from jobs.config import PREFIX, SAFE_TRAINING_DEFAULTS, job_fields
+from jobs.config import DEVICE_DEPENDENT_DEFAULTS, PREFIX, SAFE_TRAINING_DEFAULTS, job_fields
 
-DEVICE_DEFAULTS = {"use_cpu", "bf16", "fp16", "gradient_checkpointing"}
-MODEL_DEVICE_DEFAULTS = {"dtype"}
 SECTIONS = (
     ("job", "The job's own settings"),
     ("model", "Model, LoRA and quantization (TRL ModelConfig)"),
@@ -34,8 +32,8 @@ def type_label(spec: FieldSpec) -> str:
 
 
 def default_label(name: str, spec: FieldSpec, group: str) -> str:
-    if group in ("training", "sft", "dpo") and name in DEVICE_DEFAULTS or group == "model" and name in MODEL_DEVICE_DEFAULTS:
-        return f"by device (bf16 on GPUs that have it, fp32 on CPU; TRL: {spec['default']!r})"
+    if group != "job" and name in DEVICE_DEPENDENT_DEFAULTS:
+        return f"{DEVICE_DEPENDENT_DEFAULTS[name]} (job default; TRL: {spec['default']!r})"
     if group in ("training", "sft", "dpo") and name in SAFE_TRAINING_DEFAULTS:
         return f"{SAFE_TRAINING_DEFAULTS[name]!r} (job default; TRL: {spec['default']!r})"
     return repr(spec["default"])

@@ -5,6 +5,7 @@ Imported only by the training processes (it pulls in torch and transformers).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -135,8 +136,13 @@ class StepLogger(TrainerCallback):
             self._add_throughput(fields, logs)
             message = "step %d/%d loss=%.4f lr=%.3g tokens/s=%.0f"
             logger.info(
-                message, state.global_step, state.max_steps, logs["loss"], logs.get("learning_rate", math.nan),
-                fields.get("tokens_per_second", math.nan), extra=fields,
+                message,
+                state.global_step,
+                state.max_steps,
+                logs["loss"],
+                logs.get("learning_rate", math.nan),
+                fields.get("tokens_per_second", math.nan),
+                extra=fields,
             )
         elif "eval_loss" in logs:
             logger.info("step %d eval_loss=%.4f", state.global_step, logs["eval_loss"], extra=fields)
@@ -248,8 +254,7 @@ def worker_main(train: Callable[[JobConfig], None]) -> None:
 
     setup_logging()
     code = run_worker(train)
-    try:
+    # On a config error (already logged) there is no output dir: the launcher then reports its own code.
+    with contextlib.suppress(JobError, OSError):
         record_rank_outcome(load_config(os.environ).output_dir, code)
-    except (JobError, OSError):
-        pass  # the config error was already logged; the launcher then reports the launcher's code
     sys.exit(code)

@@ -1,0 +1,61 @@
+"""Checkpoints: only complete ones are resumed from; the final save never overwrites a good model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobs.checkpoints import COMPLETE_MARKER, latest_complete_checkpoint, publish_final
+from tests.helpers import run_entrypoint
+
+
+def _checkpoint(root: Path, step: int, complete: bool) -> Path:
+    directory = root / f"checkpoint-{step}"
+    directory.mkdir(parents=True)
+    if complete:
+        (directory / COMPLETE_MARKER).write_text(str(step))
+    return directory
+
+
+def test_newest_complete_checkpoint_wins_and_incomplete_ones_are_skipped(tmp_path: Path) -> None:
+    _checkpoint(tmp_path, 5, complete=True)
+    newest_complete = _checkpoint(tmp_path, 10, complete=True)
+    _checkpoint(tmp_path, 15, complete=False)  # a pod killed mid-save leaves this
+    (tmp_path / "checkpoint-x").mkdir()
+    assert latest_complete_checkpoint(tmp_path) == newest_complete
+
+
+def test_no_checkpoint_means_a_fresh_start(tmp_path: Path) -> None:
+    assert latest_complete_checkpoint(tmp_path) is None
+    assert latest_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_publishing_keeps_the_previous_final_model(tmp_path: Path) -> None:
+    old, new = tmp_path / "final", tmp_path / "final.partial"
+    old.mkdir()
+    (old / "model.safetensors").write_text("old")
+    new.mkdir()
+    (new / "model.safetensors").write_text("new")
+    publish_final(new, old)
+    assert (old / "model.safetensors").read_text() == "new"
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("final.")]
+    assert len(kept) == 1 and (kept[0] / "model.safetensors").read_text() == "old"
+
+
+@pytest.mark.slow
+def test_a_second_run_resumes_from_the_last_complete_checkpoint(demo_model: str, tmp_path: Path) -> None:
+    settings = {
+        "TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model,
+        "TRAIN_DATA_PATH": "jobs/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(tmp_path),
+        "TRAIN_SAVE_STEPS": "5", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEARNING_RATE": "2e-3",
+    }  # fmt: skip
+    first = run_entrypoint(TRAIN_MAX_STEPS="10", **settings)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (tmp_path / "checkpoint-10" / COMPLETE_MARKER).is_file()
+    second = run_entrypoint(TRAIN_MAX_STEPS="20", **settings)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming from {tmp_path / 'checkpoint-10'}" in second.stderr
+    steps = [entry["step"] for entry in second.logs() if "loss" in entry and "train_runtime" not in entry]
+    assert steps and min(steps) > 10  # steps 1-10 were not trained again
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("final.")]) == 1  # first final kept

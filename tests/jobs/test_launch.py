@@ -1,0 +1,51 @@
+"""Launching: in-process by default, `accelerate launch` with real gloo processes when configured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobs.errors import ConfigError
+from jobs.launch import _recorded_exit_code, record_rank_outcome, resolve_accelerate_config, status_dir
+from tests.helpers import ROOT, run_entrypoint
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "accelerate_configs").glob("*.yaml")))
+def test_every_shipped_accelerate_config_resolves_and_parses(name: str) -> None:
+    import yaml
+
+    path = resolve_accelerate_config(name)
+    config = yaml.safe_load(path.read_text())
+    assert config["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED"}
+    assert config["num_processes"] >= 1
+
+
+def test_an_unknown_accelerate_config_lists_the_shipped_ones() -> None:
+    with pytest.raises(ConfigError, match="zero2"):
+        resolve_accelerate_config("zero9")
+
+
+def test_a_specific_rank_outcome_outranks_the_launchers_generic_failure(tmp_path: Path, monkeypatch) -> None:
+    for rank, code in (("0", 1), ("1", 3)):
+        monkeypatch.setenv("RANK", rank)
+        record_rank_outcome(tmp_path, code)
+    assert _recorded_exit_code(tmp_path) == 3
+    (status_dir(tmp_path) / "rank-2.json").write_text("not json")
+    assert _recorded_exit_code(tmp_path) == 3
+    assert _recorded_exit_code(tmp_path / "none") is None
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_one_model(demo_model: str, tmp_path: Path) -> None:
+    run = run_entrypoint(
+        TRAIN_METHOD="dpo", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/dpo_pairs.jsonl",
+        TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_ACCELERATE_CONFIG="multi_cpu", TRAIN_USE_PEFT="true",
+        TRAIN_MAX_STEPS="10", TRAIN_LOGGING_STEPS="5", TRAIN_LEARNING_RATE="5e-3",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads((tmp_path / "final" / "run_manifest.json").read_text())
+    assert manifest["world_size"] == 2
+    outcomes = sorted(p.name for p in status_dir(tmp_path).iterdir())
+    assert outcomes == ["rank-0.json", "rank-1.json"]

@@ -1,0 +1,78 @@
+"""Preflight: environment problems exit 4 with the path and the fix, before any model loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_entrypoint
+
+DEMO_SFT = "jobs/demo_data/sft_messages.jsonl"
+
+
+def _model_without(tmp_path: Path, demo_model: str, missing: str) -> str:
+    model = tmp_path / "model"
+    model.mkdir()
+    for item in Path(demo_model).iterdir():
+        if item.name != missing:
+            (model / item.name).write_bytes(item.read_bytes())
+    return str(model)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        pytest.param("missing-model", "is not a directory", id="missing-model"),
+        pytest.param("no-config", "has no config.json", id="no-config"),
+        pytest.param("no-weights", "holds no weights", id="no-weights"),
+        pytest.param("unwritable-output", "is not writable", id="unwritable-output"),
+    ],
+)
+def test_environment_problems_exit_4(case: str, expected: str, demo_model: str, tmp_path: Path) -> None:
+    model, output = demo_model, str(tmp_path / "out")
+    if case == "missing-model":
+        model = str(tmp_path / "nowhere")
+    elif case == "no-config":
+        model = _model_without(tmp_path, demo_model, "config.json")
+    elif case == "no-weights":
+        model = _model_without(tmp_path, demo_model, "model.safetensors")
+    else:
+        (tmp_path / "a-file").write_text("")
+        output = str(tmp_path / "a-file" / "out")  # a path under a file cannot be created, even by root
+    run = run_entrypoint(TRAIN_METHOD="sft", TRAIN_DATA_PATH=DEMO_SFT, TRAIN_MODEL_NAME_OR_PATH=model,
+                         TRAIN_OUTPUT_DIR=output)  # fmt: skip
+    assert run.returncode == 4, run.stderr
+    assert expected in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(b'{"messages": []}\n{"text": \n', ":2: not valid JSON", id="truncated-line"),
+        pytest.param(b"", "holds no records", id="empty-file"),
+        pytest.param(
+            b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n', "is DPO data, but TRAIN_METHOD=sft", id="wrong-method"
+        ),
+        pytest.param(b'{"foo": 1}\n', "unknown format", id="unknown-format"),
+        pytest.param(b"[1]\n", "expected a JSON object", id="not-an-object"),
+        pytest.param(b'{"text": "a"}\n{"messages": []}\n', "differs from the file's format text", id="mixed"),
+    ],
+)
+def test_bad_data_exits_3_naming_the_line(content: bytes, expected: str, tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    data.write_bytes(content)
+    run = run_entrypoint(
+        "validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH=str(data), TRAIN_OUTPUT_DIR=str(tmp_path / "o")
+    )
+    assert run.returncode == 3, run.stderr
+    assert expected in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_missing_data_file_exits_4(tmp_path: Path) -> None:
+    run = run_entrypoint("validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH=str(tmp_path / "none.jsonl"),
+                         TRAIN_OUTPUT_DIR=str(tmp_path / "o"))  # fmt: skip
+    assert run.returncode == 4
+    assert "does not exist" in run.stderr
