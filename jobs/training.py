@@ -126,6 +126,11 @@ class StepLogger(TrainerCallback):
         self._last_time = time.monotonic()
         self._last_tokens: float | None = None
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # A fresh run starts from zero tokens; after a resume the count is unknown until the first log.
+        self._last_time = time.monotonic()
+        self._last_tokens = 0.0 if state.global_step == 0 else None
+
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
             return
@@ -134,14 +139,15 @@ class StepLogger(TrainerCallback):
         fields["max_steps"] = state.max_steps
         if "loss" in logs:
             self._add_throughput(fields, logs)
-            message = "step %d/%d loss=%.4f lr=%.3g tokens/s=%.0f"
+            throughput = f"{fields['tokens_per_second']:.0f}" if "tokens_per_second" in fields else "-"
+            message = "step %d/%d loss=%.4f lr=%.3g tokens/s=%s"
             logger.info(
                 message,
                 state.global_step,
                 state.max_steps,
                 logs["loss"],
                 logs.get("learning_rate", math.nan),
-                fields.get("tokens_per_second", math.nan),
+                throughput,
                 extra=fields,
             )
         elif "eval_loss" in logs:
