@@ -1,6 +1,7 @@
 # make sft | dpo      train on the built-in demo (tiny offline model + bundled data), or on yours via TRAIN_*
 # make validate       config and data checks only (TRAIN_METHOD, TRAIN_DATA_PATH ...); writes validation_report.json
 # make test | lint    the test suite (with coverage gate) and the static checks
+# make bench          benchmarks as ratios against a baseline measured in the same run
 # make install        the .venv (done automatically by every other target)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -25,10 +26,10 @@ DEMO_DATA_dpo := jobs/demo_data/dpo_pairs.jsonl
 DEMO_LR_sft := 2e-3
 DEMO_LR_dpo := 5e-4
 
-.PHONY: help install sft dpo validate test lint catalog demo-model clean
+.PHONY: help install sft dpo validate test lint bench catalog demo-model clean
 
 help:
-	@sed -n 's/^# //p' Makefile | head -4
+	@sed -n 's/^# //p' Makefile | head -5
 
 $(STAMP): requirements.txt requirements-dev.txt scripts/install.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +59,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS) tests
 	$(VENV)/bin/ruff format --check $(LINT_PATHS) tests
 	$(VENV)/bin/pyright $(LINT_PATHS)
+
+# Speed and memory against baselines measured in the same run (results in output/bench/).
+bench: $(STAMP)
+	$(PY) -m tests.benchmarks.bench_validation
 
 # Regenerate jobs/settings_catalog.json after changing the pinned TRL version.
 catalog: $(STAMP)

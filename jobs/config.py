@@ -23,6 +23,12 @@ from jobs.catalog import FieldSpec, describe_dataclass, load_catalog
 from jobs.errors import ConfigError
 
 PREFIX = "TRAIN_"
+# Native formats (schemas/) and adapters (jobs/data/adapters.py); a test keeps this list in step with them.
+DataFormat = Literal[
+    "auto", "text", "messages", "prompt_completion", "conversational_prompt_completion", "preference",
+    "conversational_preference", "implicit_preference", "conversational_implicit_preference", "alpaca", "sharegpt",
+    "sharegpt_preference", "openai_preference", "hh_rlhf", "llamafactory_preference",
+]  # fmt: skip
 METHODS = ("sft", "dpo")
 
 
@@ -59,6 +65,32 @@ class JobSettings:
             "(cpu, multi_cpu, single_gpu, multi_gpu, zero2, zero3, zero3_offload) or a YAML path. "
             "Unset: train in this process."
         },
+    )
+    data_format: DataFormat = field(
+        default="auto",
+        metadata={
+            "help": "Format of the data files: auto (detected over the whole file), a native format, or an "
+            "adapter (alpaca, sharegpt, sharegpt_preference, openai_preference, hh_rlhf, "
+            "llamafactory_preference) applied to every record. See schemas/."
+        },
+    )
+    drop_invalid: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop invalid or leaking records instead of refusing the data; each is listed in the "
+            "validation report. TRAIN_MAX_INVALID_FRACTION still caps how many may go."
+        },
+    )
+    max_invalid_fraction: float = field(
+        default=0.01,
+        metadata={
+            "help": "With TRAIN_DROP_INVALID, refuse the data when more than this fraction is invalid.",
+            "min": 0.0,
+            "max": 1.0,
+        },
+    )
+    max_errors_shown: int = field(
+        default=20, metadata={"help": "How many data errors are printed and kept in the report.", "min": 1}
     )
     log_format: Literal["text", "json"] = field(
         default="text", metadata={"help": "Log line format: text for people, json for log pipelines."}

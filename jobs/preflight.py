@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -12,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import JobConfig
-from jobs.data import DataReport, check_readable, prepared_paths, read_file, refuse_invalid, split_records, write_jsonl
+from jobs.data.lengths import percentiles, token_lengths
+from jobs.data.readers import check_readable
+from jobs.data.report import summary_lines
+from jobs.data.validate import Policy, ValidationResult, validate_dataset
 from jobs.errors import DataError, EnvironmentProblem
 from jobs.launch import resolve_accelerate_config
 
@@ -28,46 +30,77 @@ WEIGHT_FILES = (
 MIN_FREE_BYTES = 1 << 30  # below this no checkpoint of a real model fits
 
 
-def validate_data(config: JobConfig) -> dict[str, Any]:
-    """Read, check and split the data; write the prepared records and the report; raise on bad data."""
+def prepared_paths(output_dir: Path) -> tuple[Path, Path]:
+    """Where the validated training and evaluation records live for the training processes."""
+    return output_dir / "data" / "train.jsonl", output_dir / "data" / "eval.jsonl"
+
+
+def _policy(config: JobConfig) -> Policy:
     job = config.job
-    seed = int(config.training.get("seed", 42))
+    return Policy(
+        method=config.method,
+        data_format=job.data_format,
+        drop_invalid=job.drop_invalid,
+        max_invalid_fraction=job.max_invalid_fraction,
+        max_shown=job.max_errors_shown,
+        eval_split=job.eval_split,
+        seed=int(config.training.get("seed", 42)),
+    )
+
+
+def validate_data(config: JobConfig, count_tokens: bool) -> dict[str, Any]:
+    """Validate and split the data, write the prepared records and the report; raise DataError on refusal."""
+    job = config.job
     train_path = Path(str(job.data_path))
-    check_readable(train_path, "TRAIN_DATA_PATH")
     eval_path = Path(job.eval_data_path) if job.eval_data_path else None
-    if eval_path:
-        check_readable(eval_path, "TRAIN_EVAL_DATA_PATH")
-    reports: list[DataReport] = []
     try:
-        train, train_report = read_file(train_path, config.method)
-        reports.append(train_report)
-        refuse_invalid(train_report)
-        held_out: list[dict[str, Any]] = []
+        check_readable(train_path, "TRAIN_DATA_PATH")
         if eval_path:
-            held_out, eval_report = read_file(eval_path, config.method)
-            reports.append(eval_report)
-            refuse_invalid(eval_report)
-        elif job.eval_split > 0:
-            train, held_out = split_records(train, job.eval_split, seed)
+            check_readable(eval_path, "TRAIN_EVAL_DATA_PATH")
     except DataError as error:
-        _write_report(config, reports, {"error": error.report()})
+        _write_report(config, {"result": "refused", "reason": str(error), "method": config.method, "files": []})
         raise
-    train_file, eval_file = prepared_paths(config.output_dir)
-    write_jsonl(train, train_file)
-    if held_out:
-        write_jsonl(held_out, eval_file)
-    else:
-        eval_file.unlink(missing_ok=True)
-    summary = {"train_records": len(train), "eval_records": len(held_out), "format": reports[0].format}
-    _write_report(config, reports, summary)
-    logger.info("data ok: %d training and %d evaluation records (%s)", len(train), len(held_out), summary["format"])
-    return summary
+    result = validate_dataset(train_path, eval_path, _policy(config), prepared_paths(config.output_dir)[0].parent)
+    lengths = _lengths(config, result, count_tokens)
+    report = _report(config, result, lengths)
+    _write_report(config, report)
+    for line in summary_lines(result.files, result.split, lengths):
+        logger.info("%s", line)
+    if result.refused:
+        raise DataError(result.refused, result.problems)
+    return report
 
 
-def _write_report(config: JobConfig, reports: list[DataReport], summary: dict[str, Any]) -> None:
-    report = {"method": config.method, **summary, "files": [dataclasses.asdict(r) for r in reports]}
+def _write_report(config: JobConfig, report: dict[str, Any]) -> None:
     path = config.output_dir / REPORT_NAME
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _lengths(config: JobConfig, result: ValidationResult, count_tokens: bool) -> dict[str, Any] | None:
+    model_path = config.model.get("model_name_or_path")
+    train_file = prepared_paths(config.output_dir)[0]
+    if count_tokens and model_path and not result.refused and train_file.is_file():
+        max_length = config.training.get("max_length", 1024)
+        try:
+            return token_lengths(train_file, str(model_path), max_length)
+        except (OSError, ValueError) as error:
+            logger.warning("token lengths not counted: the tokenizer in %s does not load (%s)", model_path, error)
+    return percentiles(result.char_lengths, "characters")
+
+
+def _report(config: JobConfig, result: ValidationResult, lengths: dict[str, Any] | None) -> dict[str, Any]:
+    by_format: dict[str, int] = {}
+    for file in result.files:
+        by_format[file.format or "unknown"] = by_format.get(file.format or "unknown", 0) + file.records
+    return {
+        "result": "refused" if result.refused else "ok",
+        "reason": result.refused,
+        "method": config.method,
+        "counts_by_format": by_format,
+        "split": result.split,
+        "lengths": lengths,
+        "files": [file.as_dict() for file in result.files],
+    }
 
 
 def check_output_dir(output_dir: Path) -> None:
@@ -106,10 +139,11 @@ def check_model_dir(model_path: str | None) -> None:
 
 
 def run_preflight(config: JobConfig, *, for_training: bool) -> dict[str, Any]:
-    """All checks in order of cost; returns the data summary."""
+    """All checks in order of cost; returns the validation report."""
     if config.job.accelerate_config:
         resolve_accelerate_config(config.job.accelerate_config)
     check_output_dir(config.output_dir)
     if for_training:
         check_model_dir(config.model.get("model_name_or_path"))
-    return validate_data(config)
+    # Token counting needs the tokenizer (and torch): training has a model; validate only when one is named.
+    return validate_data(config, count_tokens=bool(config.model.get("model_name_or_path")))

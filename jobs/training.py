@@ -24,12 +24,11 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from jobs.checkpoints import CheckpointMarker, discard, latest_complete_checkpoint, publish_final
 from jobs.config import SAFE_TRAINING_DEFAULTS, JobConfig, load_config
-from jobs.data import prepared_paths
 from jobs.errors import EXIT_CRASH, EXIT_OUT_OF_MEMORY, ConfigError, JobError
 from jobs.logs import setup_logging
 from jobs.manifest import build_manifest
 from jobs.model import bf16_supported, build_model_config, load_model, load_tokenizer, peft_config
-from jobs.preflight import REPORT_NAME
+from jobs.preflight import REPORT_NAME, prepared_paths
 
 logger = logging.getLogger("jobs.train")
 

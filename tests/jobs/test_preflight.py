@@ -47,30 +47,6 @@ def test_environment_problems_exit_4(case: str, expected: str, demo_model: str, 
     assert "Traceback" not in run.stderr
 
 
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        pytest.param(b'{"messages": []}\n{"text": \n', ":2: not valid JSON", id="truncated-line"),
-        pytest.param(b"", "holds no records", id="empty-file"),
-        pytest.param(
-            b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n', "is DPO data, but TRAIN_METHOD=sft", id="wrong-method"
-        ),
-        pytest.param(b'{"foo": 1}\n', "unknown format", id="unknown-format"),
-        pytest.param(b"[1]\n", "expected a JSON object", id="not-an-object"),
-        pytest.param(b'{"text": "a"}\n{"messages": []}\n', "differs from the file's format text", id="mixed"),
-    ],
-)
-def test_bad_data_exits_3_naming_the_line(content: bytes, expected: str, tmp_path: Path) -> None:
-    data = tmp_path / "train.jsonl"
-    data.write_bytes(content)
-    run = run_entrypoint(
-        "validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH=str(data), TRAIN_OUTPUT_DIR=str(tmp_path / "o")
-    )
-    assert run.returncode == 3, run.stderr
-    assert expected in run.stderr
-    assert "Traceback" not in run.stderr
-
-
 def test_missing_data_file_exits_4(tmp_path: Path) -> None:
     run = run_entrypoint("validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH=str(tmp_path / "none.jsonl"),
                          TRAIN_OUTPUT_DIR=str(tmp_path / "o"))  # fmt: skip

@@ -1,0 +1,121 @@
+"""The accepted data formats, their JSON Schemas (schemas/), and how a record's format is recognised.
+
+Each format has one schema file. Validation has a fast path (a compiled Rust validator answers
+valid/invalid) and a precise path for the few records that fail (the reference `jsonschema` library
+lists every violation with its JSON-pointer path).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent.parent / "schemas"
+_SHARED_DEFS = "conversation.defs.json"
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    method: str
+    fields: tuple[str, ...]
+    conversational: bool
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("text", "sft", ("text",), conversational=False),
+        Format("messages", "sft", ("messages",), conversational=True),
+        Format("prompt_completion", "sft", ("prompt", "completion"), conversational=False),
+        Format("conversational_prompt_completion", "sft", ("prompt", "completion"), conversational=True),
+        Format("preference", "dpo", ("prompt", "chosen", "rejected"), conversational=False),
+        Format("conversational_preference", "dpo", ("prompt", "chosen", "rejected"), conversational=True),
+        Format("implicit_preference", "dpo", ("chosen", "rejected"), conversational=False),
+        Format("conversational_implicit_preference", "dpo", ("chosen", "rejected"), conversational=True),
+    )
+}
+
+# Key sets that identify a format family, most specific first; plain vs conversational is decided by
+# whether the discriminating field holds a list (of messages).
+_FAMILIES: tuple[tuple[frozenset[str], str, str, str], ...] = (
+    (frozenset({"prompt", "chosen", "rejected"}), "prompt", "preference", "conversational_preference"),
+    (frozenset({"chosen", "rejected"}), "chosen", "implicit_preference", "conversational_implicit_preference"),
+    (frozenset({"prompt", "completion"}), "prompt", "prompt_completion", "conversational_prompt_completion"),
+    (frozenset({"messages"}), "messages", "messages", "messages"),
+    (frozenset({"text"}), "text", "text", "text"),
+)
+
+
+def native_format(record: dict[str, Any]) -> str | None:
+    """The native format a record's keys and value types point to, or None."""
+    keys = record.keys()
+    for required, discriminator, plain, conversational in _FAMILIES:
+        if required <= keys:
+            return conversational if isinstance(record[discriminator], list) else plain
+    return None
+
+
+def _inline_shared_defs(schema: dict[str, Any], shared: dict[str, Any]) -> dict[str, Any]:
+    """Make a schema self-contained: refs into the shared defs file become local `#/$defs/...` refs."""
+    text = json.dumps(schema).replace(f'"{_SHARED_DEFS}#/$defs/', '"#/$defs/')
+    inlined = json.loads(text)
+    inlined["$defs"] = {**shared["$defs"], **inlined.get("$defs", {})}
+    return inlined
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    shared = json.loads((SCHEMA_DIR / _SHARED_DEFS).read_text(encoding="utf-8"))
+    schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+    return _inline_shared_defs(schema, shared)
+
+
+class SchemaChecker:
+    """Fast valid/invalid answers, and precise messages on demand, for one format."""
+
+    def __init__(self, format_name: str) -> None:
+        import jsonschema_rs
+
+        self.schema = load_schema(format_name)
+        self.is_valid = jsonschema_rs.validator_for(self.schema).is_valid
+        self._precise: Any = None
+
+    def violations(self, record: Any) -> list[tuple[str, str]]:
+        """Every violation as (JSON pointer, message), most specific first."""
+        if self._precise is None:
+            from jsonschema import Draft202012Validator
+
+            self._precise = Draft202012Validator(self.schema)
+        errors = [_explain(e) for e in self._precise.iter_errors(record)]
+        found = []
+        for error in sorted(errors, key=lambda e: (-len(e.absolute_path), e.message)):
+            pointer = "".join(f"/{part}" for part in error.absolute_path) or "/"
+            found.append((pointer, _describe(error)))
+        return found
+
+
+def _explain(error: Any) -> Any:
+    """An anyOf failure is explained by the branch whose type matched (e.g. the array branch for a list)."""
+    deeper = [e for e in error.context or [] if e.validator != "type"]
+    if not deeper:
+        return error  # every branch rejected the value's type: _describe lists the accepted ones
+    return _explain(max(deeper, key=lambda e: len(e.absolute_path)))
+
+
+def _describe(error: Any) -> str:
+    """jsonschema's message, with anyOf/if-then failures explained by their most relevant cause."""
+    if error.validator == "anyOf" and error.context:
+        kinds = sorted({str(sub.schema.get("type", "?")) for sub in error.context if "type" in sub.schema})
+        return f"{_short(error.instance)} is not one of the accepted shapes ({', '.join(kinds)})"
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is missing (a required field)")
+    return error.message
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,95 @@
+"""The validation report: what was found in each file, written as JSON and summarised for people."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+EXAMPLES_PER_WARNING = 5
+
+
+@dataclass
+class FileReport:
+    """Findings for one data file; `errors` holds the first `max_shown`, counts hold the totals."""
+
+    path: str
+    role: str  # "train" or "eval"
+    max_shown: int = 20
+    format: str | None = None
+    adapter: str | None = None
+    records: int = 0
+    valid: int = 0
+    invalid_records: int = 0
+    error_count: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    fatal: str | None = None
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    warnings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duplicates: dict[str, Any] = field(default_factory=lambda: {"count": 0, "examples": []})
+    duplicate_prompts: dict[str, Any] = field(default_factory=lambda: {"count": 0, "examples": []})
+    leakage: dict[str, Any] = field(default_factory=lambda: {"count": 0, "exact": 0, "normalized": 0, "examples": []})
+
+    def add_error(self, line: int, path: str, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < self.max_shown:
+            self.errors.append({"file": self.path, "line": line, "path": path, "message": message})
+
+    def add_warning(self, line: int, path: str, message: str) -> None:
+        entry = self.warnings.setdefault(message, {"count": 0, "examples": []})
+        entry["count"] += 1
+        if len(entry["examples"]) < EXAMPLES_PER_WARNING:
+            entry["examples"].append({"line": line, "path": path})
+
+    @staticmethod
+    def add_example(bucket: dict[str, Any], example: dict[str, Any]) -> None:
+        bucket["count"] += 1
+        if len(bucket["examples"]) < EXAMPLES_PER_WARNING:
+            bucket["examples"].append(example)
+
+    def error_lines(self) -> list[str]:
+        """The shown errors as `file:line path: message`, the way a user jumps to them."""
+        return [f"{e['file']}:{e['line']} {e['path']}: {e['message']}" for e in self.errors]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _where(bucket: dict[str, Any]) -> str:
+    """'line 3, line 9 = line 2, ...': where the first examples of a finding are."""
+    shown = [
+        f"line {e['line']}" + (f" = line {e['first_line']}" if "first_line" in e else "") for e in bucket["examples"]
+    ]
+    return ", ".join(shown) + (", ..." if bucket["count"] > len(shown) else "")
+
+
+def summary_lines(files: list[FileReport], split: dict[str, Any], lengths: dict[str, Any] | None) -> list[str]:
+    """A short human summary, one line per fact."""
+    lines = []
+    for report in files:
+        via = f" via the {report.adapter} adapter" if report.adapter else ""
+        lines.append(
+            f"{report.path} ({report.role}): {report.records} records, format {report.format}{via}; "
+            f"{report.valid} valid, {report.invalid_records} invalid, {report.duplicates['count']} exact duplicates"
+        )
+        lines += [f"  error {line}" for line in report.error_lines()]
+        if report.error_count > len(report.errors):
+            lines.append(f"  ... and {report.error_count - len(report.errors)} more errors (see the JSON report)")
+        for message, entry in report.warnings.items():
+            lines.append(f"  warning: {message}: {entry['count']} record(s) ({_where(entry)})")
+        for name, bucket in (
+            ("exact duplicate records", report.duplicates),
+            ("duplicate prompts", report.duplicate_prompts),
+        ):
+            if bucket["count"]:
+                lines.append(f"  {name}: {bucket['count']} ({_where(bucket)})")
+        if report.leakage["count"]:
+            leak = report.leakage
+            lines.append(f"  leakage into training: {leak['exact']} exact, {leak['normalized']} after normalising")
+    lines.append(f"split: {split['train']} train, {split['eval']} eval records")
+    if lengths:
+        lines.append(
+            f"lengths ({lengths['unit']}): p50 {lengths['p50']}, p95 {lengths['p95']}, max {lengths['max']}"
+            + (f"; {lengths['over_max_length']} over max_length {lengths['max_length']} "
+               f"({lengths['truncated_fraction']:.1%} would be truncated)" if "over_max_length" in lengths else "")
+        )  # fmt: skip
+    return lines

@@ -1,0 +1,159 @@
+"""Checks beyond the schema, on a record already known to match its format's schema.
+
+Errors make a record invalid: empty or whitespace-only text, chosen equal to rejected, implicit-prompt
+pairs whose histories differ before the last turn, conversations with no assistant turn or with roles
+out of order (system not first, not starting with a user turn, a tool turn without a tool call, a reply
+not starting with assistant). Warnings are reported and kept: consecutive turns of one role, control
+and private-use characters.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.data.formats import Format
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    path: str
+    message: str
+    warning: bool = False
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+    return ""
+
+
+def _order_problem(previous: str | None, role: str, part: str) -> str | None:
+    """Why `role` may not follow `previous` in this part of a conversation ("full", "prompt", "reply")."""
+    if role == "system":
+        return None if previous is None and part != "reply" else "a system turn can only come first"
+    if previous in (None, "system"):
+        first = "assistant" if part == "reply" else "user"
+        return None if role == first else f"the first turn after the start or system must be {first}"
+    if role == "tool" and previous not in ("assistant", "tool"):
+        return "a tool turn must follow an assistant turn (its tool call)"
+    return None
+
+
+def _conversation(messages: list[dict[str, Any]], path: str, part: str) -> list[Finding]:
+    findings: list[Finding] = []
+    previous: str | None = None
+    for index, message in enumerate(messages):
+        role = message["role"]
+        problem = _order_problem(previous, role, part)
+        if problem:
+            findings.append(Finding(f"{path}/{index}/role", f"roles out of order: '{role}' here; {problem}"))
+            if role == "system":
+                continue  # judge the next turn as if the stray system turn were not there
+        elif role == previous and role in ("user", "assistant"):
+            # Training handles it, but many chat templates refuse non-alternating roles.
+            findings.append(Finding(f"{path}/{index}/role", f"consecutive {role} turns", warning=True))
+        if message.get("content") is not None and not message_text(message["content"]).strip():
+            findings.append(Finding(f"{path}/{index}/content", f"empty {role} turn"))
+        previous = role
+    if part == "full" and "assistant" not in {m["role"] for m in messages}:
+        findings.append(Finding(path, "no assistant turn: nothing to train on"))
+    if part == "prompt" and previous not in ("user", "tool"):
+        findings.append(Finding(f"{path}/{len(messages) - 1}", "the prompt must end with a user (or tool) turn"))
+    return findings
+
+
+def _texts(record: dict[str, Any], fmt: Format) -> list[tuple[str, str]]:
+    if not fmt.conversational:
+        return [(f"/{name}", record[name]) for name in fmt.fields]
+    return [
+        (f"/{name}/{i}/content", message_text(m.get("content")))
+        for name in fmt.fields
+        for i, m in enumerate(record[name])
+    ]
+
+
+def _plain(record: dict[str, Any], fmt: Format) -> list[Finding]:
+    return [Finding(f"/{name}", "empty or whitespace-only text") for name in fmt.fields if not record[name].strip()]
+
+
+def _conversations(record: dict[str, Any], fmt: Format) -> list[Finding]:
+    parts = {"messages": "full", "prompt": "prompt", "completion": "reply"}
+    if fmt.method == "dpo":
+        parts = {"prompt": "prompt", "chosen": "reply", "rejected": "reply"}
+        if "prompt" not in fmt.fields:
+            parts = {"chosen": "full", "rejected": "full"}
+    findings: list[Finding] = []
+    for name in fmt.fields:
+        findings += _conversation(record[name], f"/{name}", parts[name])
+    return findings
+
+
+def _same_pair(record: dict[str, Any], fmt: Format) -> list[Finding]:
+    chosen, rejected = record["chosen"], record["rejected"]
+    if fmt.conversational:
+        if "prompt" not in fmt.fields:
+            return []  # checked first, in check_record
+        chosen, rejected = (
+            [message_text(m.get("content")) for m in chosen],
+            [message_text(m.get("content")) for m in rejected],
+        )
+        same = [c.strip() for c in chosen] == [r.strip() for r in rejected]
+    else:
+        same = chosen.strip() == rejected.strip()
+    return [Finding("/rejected", "rejected is the same as chosen: the pair teaches nothing")] if same else []
+
+
+def _implicit_pair(chosen: list[dict[str, Any]], rejected: list[dict[str, Any]]) -> list[Finding]:
+    def turn(m: dict[str, Any]) -> tuple[str, str]:
+        return m["role"], message_text(m.get("content")).strip()
+
+    history, other = [turn(m) for m in chosen[:-1]], [turn(m) for m in rejected[:-1]]
+    if history != other:
+        index = next(
+            (i for i, (a, b) in enumerate(zip(history, other, strict=False)) if a != b), min(len(history), len(other))
+        )
+        return [Finding(f"/rejected/{index}", "chosen and rejected histories differ before the last turn: "
+                        "the shared prompt is ambiguous")]  # fmt: skip
+    if chosen and rejected and turn(chosen[-1]) == turn(rejected[-1]):
+        return [Finding("/rejected", "rejected is the same as chosen: the pair teaches nothing")]
+    return []
+
+
+# Cheap byte-level prefilter on the record's canonical JSON: orjson escapes C0 controls as \u00XX (or \n, \t
+# ...) and writes DEL, C1 and private-use characters as raw UTF-8; the per-field scan runs only on a hit.
+_SUSPECT_BYTES = re.compile(rb"\\u00[01][0-9a-fA-F]|\x7f|\xc2[\x80-\x9f]|\xee[\x80-\xbf]|\xef[\x80-\xa3]")
+_SUSPECT_LEADS = (b"\\u00", b"\x7f", b"\xc2", b"\xee", b"\xef")
+
+
+def hygiene(record: dict[str, Any], fmt: Format, canonical_json: bytes) -> list[Finding]:
+    """Warnings for control and private-use characters, with the path of each text that has them."""
+    if not any(lead in canonical_json for lead in _SUSPECT_LEADS) or not _SUSPECT_BYTES.search(canonical_json):
+        return []
+    findings = []
+    for path, text in _texts(record, fmt):
+        if _CONTROL.search(text):
+            findings.append(Finding(path, "control characters (often mis-decoded text)", warning=True))
+        if _PRIVATE_USE.search(text):
+            findings.append(Finding(path, "private-use characters (meaningless outside one font)", warning=True))
+    return findings
+
+
+def check_record(record: dict[str, Any], fmt: Format) -> list[Finding]:
+    """Semantic findings for a schema-valid record of format `fmt` (character hygiene: `hygiene`)."""
+    if fmt.name == "conversational_implicit_preference":
+        # Differing histories explain any other oddity of the pair (e.g. a turn marker lost in one side).
+        pair = _implicit_pair(record["chosen"], record["rejected"])
+        if pair:
+            return pair
+    findings = _conversations(record, fmt) if fmt.conversational else _plain(record, fmt)
+    if fmt.method == "dpo" and not any(not f.warning for f in findings):
+        findings += _same_pair(record, fmt)
+    return findings

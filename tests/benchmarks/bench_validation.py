@@ -1,0 +1,108 @@
+"""Benchmark: data validation against an orjson parse-only loop over the same files, in the same run.
+
+    make bench            # or: .venv/bin/python -m tests.benchmarks.bench_validation
+
+Inputs: DPO files of 20k and 200k records (prompt/chosen/rejected, texts from the real Orca DPO sample,
+~3 KB a record), generated once under .cache/bench/. Each measurement runs in a fresh process and is
+the best of 3. Reported (goals from the data-contract issue):
+  - marginal cost per record, (t_200k - t_20k) / 180k, against parse-only: goal <= 2x
+  - the whole 200k run against parse-only: goal <= 4x
+  - peak RSS of validation: goal < 1 GB and flat in the file size
+Results are printed and written to output/bench/validation.json. Timings are never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".cache" / "bench"
+SOURCE = ROOT.parent / "shared" / "realdata" / "foundry_orca_dpo_pairs_validation.jsonl"
+SIZES = (20_000, 200_000)
+REPEATS = 3
+
+PARSE_ONLY = """
+import orjson, sys
+with open(sys.argv[1], "rb") as handle:
+    for line in handle:
+        orjson.loads(line)
+"""
+VALIDATE = """
+import sys, tempfile
+from pathlib import Path
+from jobs.data.validate import Policy, validate_dataset
+with tempfile.TemporaryDirectory() as out:
+    result = validate_dataset(Path(sys.argv[1]), None, Policy(method="dpo", eval_split=float(sys.argv[2])), Path(out))
+    assert result.refused is None, result.refused
+"""
+# Wraps a snippet: wall time of the snippet alone (imports excluded) and the peak RSS of the process.
+HARNESS = """
+import resource, time
+start = time.perf_counter()
+{body}
+elapsed = time.perf_counter() - start
+print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def dataset(n: int) -> Path:
+    path = CACHE / f"dpo_{n}.jsonl"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for line in SOURCE.read_bytes().splitlines():
+        record = orjson.loads(line)
+        pairs.append((record["input"]["messages"][-1]["content"], record["preferred_output"][0]["content"],
+                      record["non_preferred_output"][0]["content"]))  # fmt: skip
+    partial = path.with_suffix(".partial")
+    with open(partial, "wb") as handle:
+        for i in range(n):
+            prompt, chosen, rejected = pairs[i % len(pairs)]
+            handle.write(orjson.dumps({"prompt": f"[{i}] {prompt}", "chosen": chosen, "rejected": rejected}) + b"\n")
+    partial.replace(path)
+    return path
+
+
+def measure(snippet: str, *args: str) -> tuple[float, int]:
+    """Best-of-REPEATS wall seconds of the snippet and the peak RSS bytes, each in a fresh process."""
+    code = HARNESS.format(body=textwrap.dedent(snippet))
+    runs = []
+    for _ in range(REPEATS):
+        out = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, check=True)
+        seconds, rss = out.stdout.split()[-2:]
+        runs.append((float(seconds), int(rss)))
+    return min(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def main() -> None:
+    files = {n: dataset(n) for n in SIZES}
+    results: dict[str, object] = {"records_per_file": list(SIZES), "bytes": {n: files[n].stat().st_size for n in SIZES}}
+    for split in (0.0, 0.1):
+        parse = {n: measure(PARSE_ONLY, str(files[n])) for n in SIZES}
+        ours = {n: measure(VALIDATE, str(files[n]), str(split)) for n in SIZES}
+        small, large = SIZES
+        marginal_parse = (parse[large][0] - parse[small][0]) / (large - small)
+        marginal_ours = (ours[large][0] - ours[small][0]) / (large - small)
+        results[f"eval_split={split}"] = {
+            "parse_only_seconds": {n: round(parse[n][0], 3) for n in SIZES},
+            "validate_seconds": {n: round(ours[n][0], 3) for n in SIZES},
+            "marginal_us_per_record": {"parse_only": round(marginal_parse * 1e6, 2), "validate": round(marginal_ours * 1e6, 2)},
+            "marginal_ratio": round(marginal_ours / marginal_parse, 2),
+            "whole_run_ratio_200k": round(ours[large][0] / parse[large][0], 2),
+            "validate_peak_rss_mib": {n: round(ours[n][1] / 2**20) for n in SIZES},
+        }
+    out = ROOT / "output" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "validation.json").write_text(json.dumps(results, indent=2) + "\n")
+    sys.stdout.write(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The pipeline's policy: refuse or drop, one seeded split that cannot leak, leakage from a separate eval file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from jobs.data.validate import Policy, validate_dataset
+from tests.helpers import run_entrypoint, write_jsonl
+
+
+def _pairs(n: int, start: int = 0) -> list[dict[str, str]]:
+    return [
+        {"prompt": f"Question {i}?", "chosen": f"Good answer {i}.", "rejected": f"Bad {i}."} for i in range(start, n)
+    ]
+
+
+def _prepared(directory: Path, side: str) -> list[dict[str, str]]:
+    path = directory / f"{side}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_the_split_is_seeded_reproducible_and_keeps_near_duplicates_together(tmp_path: Path) -> None:
+    records = _pairs(400)
+    records += [{**r, "chosen": r["chosen"].upper() + "  "} for r in records[:50]]  # near-duplicates of 50
+    data = write_jsonl(tmp_path / "d.jsonl", records)
+    first = validate_dataset(data, None, Policy(method="dpo", eval_split=0.2, seed=3), tmp_path / "a")
+    validate_dataset(data, None, Policy(method="dpo", eval_split=0.2, seed=3), tmp_path / "b")
+    validate_dataset(data, None, Policy(method="dpo", eval_split=0.2, seed=4), tmp_path / "c")
+    assert first.refused is None
+    assert _prepared(tmp_path / "a", "eval") == _prepared(tmp_path / "b", "eval")
+    assert _prepared(tmp_path / "a", "eval") != _prepared(tmp_path / "c", "eval")
+    assert 0.12 < first.split["eval"] / 450 < 0.28
+    eval_prompts = {r["prompt"] for r in _prepared(tmp_path / "a", "eval")}
+    train_prompts = {r["prompt"] for r in _prepared(tmp_path / "a", "train")}
+    assert not eval_prompts & train_prompts  # a record and its near-duplicate share a side
+    assert first.files[0].leakage["count"] == 0
+
+
+def test_a_separate_eval_file_that_leaks_is_refused_or_dropped(tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", _pairs(50))
+    leaked = [_pairs(3)[0], {**_pairs(3)[1], "prompt": "QUESTION 1?\n"}]  # exact, and after normalising
+    evaluation = write_jsonl(tmp_path / "eval.jsonl", leaked + _pairs(60, start=50))
+    refused = validate_dataset(train, evaluation, Policy(method="dpo"), tmp_path / "p")
+    leakage = refused.files[1].leakage
+    assert refused.refused and (leakage["exact"], leakage["normalized"]) == (1, 1)
+    assert [e["line"] for e in refused.files[1].errors] == [1, 2]
+    assert not (tmp_path / "p" / "train.jsonl").exists()  # nothing half-written is left for training
+    dropped = validate_dataset(train, evaluation, Policy(method="dpo", drop_invalid=True, max_invalid_fraction=0.2),
+                               tmp_path / "q")  # fmt: skip
+    assert dropped.refused is None
+    assert [d["line"] for d in dropped.files[1].dropped] == [1, 2]
+    assert len(_prepared(tmp_path / "q", "eval")) == 10
+
+
+def test_training_reads_exactly_the_validated_records(tmp_path: Path) -> None:
+    data = tmp_path / "alpaca.json"
+    data.write_text(json.dumps([{"instruction": "Say hi", "input": "", "output": "hi", "extra": 1}] * 2))
+    run = run_entrypoint(
+        "validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH=str(data), TRAIN_OUTPUT_DIR=str(tmp_path / "o")
+    )
+    assert run.returncode == 0, run.stderr
+    assert "records look like Alpaca" in run.stderr and "TRAIN_DATA_FORMAT=alpaca" in run.stderr
+    prepared = (tmp_path / "o" / "data" / "train.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in prepared] == [
+        {"messages": [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}]}
+    ] * 2
+
+
+def test_a_forced_format_validates_every_record_against_it(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": "hello"}])
+    run = run_entrypoint("validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH=str(data), TRAIN_DATA_FORMAT="messages",
+                         TRAIN_OUTPUT_DIR=str(tmp_path / "o"))  # fmt: skip
+    assert run.returncode == 3
+    assert "d.jsonl:1 /: 'messages' is missing" in run.stderr
+
+
+def test_errors_beyond_the_shown_ones_are_counted(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": " "}] * 30)
+    result = validate_dataset(data, None, Policy(method="sft", max_shown=5), tmp_path / "p")
+    assert len(result.files[0].errors) == 5 and result.files[0].error_count == 30
