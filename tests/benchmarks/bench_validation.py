@@ -93,7 +93,10 @@ def main() -> None:
         results[f"eval_split={split}"] = {
             "parse_only_seconds": {n: round(parse[n][0], 3) for n in SIZES},
             "validate_seconds": {n: round(ours[n][0], 3) for n in SIZES},
-            "marginal_us_per_record": {"parse_only": round(marginal_parse * 1e6, 2), "validate": round(marginal_ours * 1e6, 2)},
+            "marginal_us_per_record": {
+                "parse_only": round(marginal_parse * 1e6, 2),
+                "validate": round(marginal_ours * 1e6, 2),
+            },
             "marginal_ratio": round(marginal_ours / marginal_parse, 2),
             "whole_run_ratio_200k": round(ours[large][0] / parse[large][0], 2),
             "validate_peak_rss_mib": {n: round(ours[n][1] / 2**20) for n in SIZES},
