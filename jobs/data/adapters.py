@@ -120,6 +120,10 @@ def _llamafactory_preference(record: Record) -> Record:
     }
 
 
+def _any_record(record: Record) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Adapter:
     name: str
@@ -127,7 +131,7 @@ class Adapter:
     keys: frozenset[str]
     convert: Callable[[Record], Record]
     description: str
-    also: Callable[[Record], bool] = lambda record: True
+    also: Callable[[Record], bool] = _any_record  # a module function, so adapters pickle (shard workers)
 
     def matches(self, record: Record) -> bool:
         return self.keys <= record.keys() and self.also(record)

@@ -73,21 +73,35 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
         elif suffix == ".json":
             yield from iter_json_array(path)
         else:
-            yield from _iter_jsonl(path)
+            yield from LineCounter(path)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         yield 0, FatalReadError(f"the file cannot be read to its end ({error})")
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    with open_binary(path) as handle:
-        for number, raw_line in enumerate(handle, start=1):
-            line = raw_line.removeprefix(BOM) if number == 1 else raw_line
-            if not line.strip():
-                continue
-            try:
-                yield number, orjson.loads(line)
-            except orjson.JSONDecodeError as error:
-                yield number, Unparsable(f"not valid JSON: {error}")
+class LineCounter:
+    """The records of a .jsonl file, or of the byte range [start, end) of one; `lines` counts every line read."""
+
+    def __init__(self, path: Path, start: int = 0, end: int | None = None) -> None:
+        self.path, self.start, self.end = path, start, end
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        with open_binary(self.path) as handle:
+            if self.start:
+                handle.seek(self.start)
+            position = self.start
+            for raw_line in handle:
+                if self.end is not None and position >= self.end:
+                    break
+                position += len(raw_line)
+                self.lines += 1
+                line = raw_line.removeprefix(BOM) if position == len(raw_line) else raw_line
+                if not line.strip():
+                    continue
+                try:
+                    yield self.lines, orjson.loads(line)
+                except orjson.JSONDecodeError as error:
+                    yield self.lines, Unparsable(f"not valid JSON: {error}")
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -19,8 +20,9 @@ import orjson
 from jobs.data.adapters import ADAPTERS, Adapter, detect_adapter
 from jobs.data.formats import FORMATS, Format, SchemaChecker, native_format
 from jobs.data.readers import FatalReadError, Unparsable, iter_records
-from jobs.data.report import FileReport
+from jobs.data.report import EXAMPLES_PER_WARNING, FileReport
 from jobs.data.semantics import Finding, check_record, hygiene, message_text
+from jobs.data.shards import can_shard, copy_into, validate_in_shards
 from jobs.data.split import canonical, exact_key, goes_to_eval, normalized_key
 from jobs.errors import DataError
 
@@ -45,23 +47,36 @@ class PreparedWriter:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
         self.paths = {side: directory / f"{side}.jsonl" for side in ("train", "eval")}
         self.counts = {"train": 0, "eval": 0}
         self._handles: dict[str, IO[bytes]] = {}
 
-    def write(self, side: str, data: bytes) -> None:
+    def _handle(self, side: str) -> IO[bytes]:
         handle = self._handles.get(side)
         if handle is None:
             handle = self._handles[side] = open(self.paths[side].with_suffix(".partial"), "wb")  # noqa: SIM115
-        handle.write(data + b"\n")
+        return handle
+
+    def write(self, side: str, data: bytes) -> None:
+        self._handle(side).write(data + b"\n")
         self.counts[side] += 1
 
-    def _close(self) -> None:
+    def append_files(self, other: PreparedWriter) -> None:
+        """Append another (closed) writer's partial files, in order: how shards are joined."""
+        for side, path in other.paths.items():
+            partial = path.with_suffix(".partial")
+            if other.counts[side] and partial.exists():
+                copy_into(partial, self._handle(side))
+                self.counts[side] += other.counts[side]
+
+    def close(self) -> None:
         for handle in self._handles.values():
             handle.close()
+        self._handles = {}
 
     def commit(self) -> None:
-        self._close()
+        self.close()
         for path in self.paths.values():
             partial = path.with_suffix(".partial")
             if partial.exists():
@@ -70,7 +85,7 @@ class PreparedWriter:
                 path.unlink(missing_ok=True)
 
     def discard(self) -> None:
-        self._close()
+        self.close()
         for path in self.paths.values():
             path.with_suffix(".partial").unlink(missing_ok=True)
 
@@ -123,6 +138,7 @@ class FileValidator:
         self.path, self.role, self.policy, self.writer, self.index = path, role, policy, writer, index
         # Normalised keys cost more than the rest of a record's checks: only computed when there is an eval set.
         self.needs_normalized = has_eval
+        self.quiet = False  # shard workers leave the adapter notice to the parent
         self.report = FileReport(path=str(path), role=role, max_shown=policy.max_shown)
         self.shape: tuple[Format, Adapter | None] | None = None
         self.shape_line = 0
@@ -131,8 +147,8 @@ class FileValidator:
         self.prompts: dict[int, int] = {}
         self.lengths = array("I")
 
-    def run(self) -> FileReport:
-        for line, item in iter_records(self.path):
+    def run(self, records: Iterable[tuple[int, Any]] | None = None) -> FileReport:
+        for line, item in records if records is not None else iter_records(self.path):
             if isinstance(item, FatalReadError):
                 self.report.fatal = f"{self.path}:{line}: {item.message}"
                 break
@@ -215,7 +231,12 @@ class FileValidator:
         self.shape, self.shape_line = shape, line
         self.checker = SchemaChecker(fmt.name)
         self.report.format, self.report.adapter = fmt.name, adapter.name if adapter else None
-        if adapter and self.policy.data_format == "auto":
+        self._announce()
+
+    def _announce(self) -> None:
+        assert self.shape is not None
+        fmt, adapter = self.shape
+        if adapter and self.policy.data_format == "auto" and not self.quiet:
             logger.info(
                 "%s: records look like %s; converting them to %s (set TRAIN_DATA_FORMAT=%s to make it explicit)",
                 self.path, adapter.description, fmt.name, adapter.name,
@@ -277,6 +298,57 @@ class FileValidator:
         self._reject(line, [("/", f"leaks into training: {what} training record at line {train_line}")])
         return True
 
+    def absorb(self, shard: FileValidator, offset: int) -> None:
+        """Merge a shard's findings (lines relative to its range) into this file's, `offset` lines on."""
+        if self.shape is None and shard.shape is not None:
+            self.shape, self.shape_line, self.checker = shard.shape, shard.shape_line + offset, shard.checker
+            self.report.format, self.report.adapter = shard.report.format, shard.report.adapter
+            self._announce()
+        _absorb_report(self.report, shard.report, offset)
+        for key, line in shard.seen.items():  # duplicates across shards
+            first = self.seen.setdefault(key, line + offset)
+            if first != line + offset:
+                self.report.add_example(self.report.duplicates, {"line": line + offset, "first_line": first})
+        for key, line in shard.prompts.items():
+            first = self.prompts.setdefault(key, line + offset)
+            if first != line + offset:
+                self.report.add_example(self.report.duplicate_prompts, {"line": line + offset, "first_line": first})
+        if self.role == "train":
+            for mine, theirs in (
+                (self.index.exact, shard.index.exact),
+                (self.index.normalized, shard.index.normalized),
+            ):
+                for key, line in theirs.items():
+                    mine.setdefault(key, line + offset)
+        self.lengths.extend(shard.lengths)
+
+
+def _shifted(entries: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
+    keys = ("line", "first_line")
+    return [{**e, **{k: e[k] + offset for k in keys if k in e}} for e in entries]
+
+
+def _absorb_report(mine: FileReport, theirs: FileReport, offset: int) -> None:
+    mine.records += theirs.records
+    mine.valid += theirs.valid
+    mine.invalid_records += theirs.invalid_records
+    room = max(0, mine.max_shown - len(mine.errors))
+    mine.errors += _shifted(theirs.errors, offset)[:room]
+    mine.error_count += theirs.error_count
+    mine.fatal = mine.fatal or theirs.fatal
+    mine.dropped += _shifted(theirs.dropped, offset)
+    for message, entry in theirs.warnings.items():
+        bucket = mine.warnings.setdefault(message, {"count": 0, "examples": []})
+        bucket["count"] += entry["count"]
+        bucket["examples"] = (bucket["examples"] + _shifted(entry["examples"], offset))[:EXAMPLES_PER_WARNING]
+    for name in ("duplicates", "duplicate_prompts", "leakage"):
+        bucket, other = getattr(mine, name), getattr(theirs, name)
+        for key, value in other.items():
+            if key == "examples":
+                bucket[key] = (bucket[key] + _shifted(value, offset))[:EXAMPLES_PER_WARNING]
+            else:
+                bucket[key] += value
+
 
 def _shape_name(shape: tuple[Format, Adapter | None]) -> str:
     fmt, adapter = shape
@@ -325,7 +397,10 @@ def validate_dataset(train: Path, evaluation: Path | None, policy: Policy, prepa
             has_eval = evaluation is not None or policy.eval_split > 0
             validator = FileValidator(path, role, policy, writer, index, has_eval=has_eval)
             try:
-                report = validator.run()
+                if not (can_shard(path) and validate_in_shards(validator)):
+                    validator = FileValidator(path, role, policy, writer, index, has_eval=has_eval)
+                    report = validator.run()
+                report = validator.report
             finally:
                 result.files.append(validator.report)
                 result.char_lengths.extend(validator.lengths)
