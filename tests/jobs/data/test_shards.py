@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -78,5 +79,5 @@ def test_ranges_start_at_line_starts_and_cover_the_file(tmp_path: Path) -> None:
     ranges = shards.shard_ranges(path, 4)
     assert ranges[0][0] == 0 and ranges[-1][1] == path.stat().st_size
     content = path.read_bytes()
-    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(ranges):
         assert end == start and content[start - 1 : start] == b"\n"
