@@ -21,6 +21,7 @@ RUN python -m venv /opt/venv && scripts/install.sh /opt/venv/bin/python requirem
 
 COPY entrypoint.py ./
 COPY jobs jobs
+COPY schemas schemas
 COPY accelerate_configs accelerate_configs
 ARG GIT_REVISION=unknown
 ENV GIT_REVISION=$GIT_REVISION

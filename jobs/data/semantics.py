@@ -131,11 +131,13 @@ def _implicit_pair(chosen: list[dict[str, Any]], rejected: list[dict[str, Any]])
 # ...) and writes DEL, C1 and private-use characters as raw UTF-8; the per-field scan runs only on a hit.
 _SUSPECT_BYTES = re.compile(rb"\\u00[01][0-9a-fA-F]|\x7f|\xc2[\x80-\x9f]|\xee[\x80-\xbf]|\xef[\x80-\xa3]")
 _SUSPECT_LEADS = (b"\\u00", b"\x7f", b"\xc2", b"\xee", b"\xef")
+_ASCII_SUSPECT_LEADS = (b"\\u00", b"\x7f")  # all-ASCII text can hold only C0 controls and DEL
 
 
 def hygiene(record: dict[str, Any], fmt: Format, canonical_json: bytes) -> list[Finding]:
     """Warnings for control and private-use characters, with the path of each text that has them."""
-    if not any(lead in canonical_json for lead in _SUSPECT_LEADS) or not _SUSPECT_BYTES.search(canonical_json):
+    leads = _ASCII_SUSPECT_LEADS if canonical_json.isascii() else _SUSPECT_LEADS
+    if not any(lead in canonical_json for lead in leads) or not _SUSPECT_BYTES.search(canonical_json):
         return []
     findings = []
     for path, text in _texts(record, fmt):
