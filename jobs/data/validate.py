@@ -258,10 +258,11 @@ class FileValidator:
                 self.report.add_warning(line, finding.path, finding.message)
 
     def _accept(self, line: int, record: dict[str, Any], fmt: Format) -> None:
-        data = canonical(prepared_record(record, fmt))
+        prepared = prepared_record(record, fmt)
+        data = canonical(prepared)
         self._warn(line, hygiene(record, fmt, data))
         exact = exact_key(data)
-        normalized = normalized_key(data) if self.needs_normalized else 0
+        normalized = normalized_key(prepared, fmt.fields, fmt.conversational) if self.needs_normalized else 0
         first = self.seen.setdefault(exact, line)
         if first != line:
             self.report.add_example(self.report.duplicates, {"line": line, "first_line": first})
