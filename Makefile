@@ -21,6 +21,8 @@ DEMO_ENV = TRAIN_MODEL_NAME_OR_PATH=$(DEMO_MODEL) \
 	TRAIN_EVAL_SPLIT=$${TRAIN_EVAL_SPLIT:-0.1} \
 	TRAIN_LOGGING_STEPS=$${TRAIN_LOGGING_STEPS:-10}
 endif
+# Local runs need not wait for a Prometheus scrape after the end (the container default is 60 s).
+LOCAL_ENV = TRAIN_METRICS_LINGER_SECONDS=$${TRAIN_METRICS_LINGER_SECONDS:-0}
 DEMO_DATA_sft := jobs/demo_data/sft_messages.jsonl
 DEMO_DATA_dpo := jobs/demo_data/dpo_pairs.jsonl
 DEMO_LR_sft := 2e-3
@@ -44,7 +46,7 @@ $(DEMO_MODEL)/config.json: jobs/demo.py | $(STAMP)
 demo-model: $(DEMO_MODEL)/config.json
 
 sft dpo: $(STAMP) $(DEMO_PREREQ)
-	TRAIN_METHOD=$@ $(call DEMO_ENV,$@) $(PY) entrypoint.py
+	TRAIN_METHOD=$@ $(LOCAL_ENV) $(call DEMO_ENV,$@) $(PY) entrypoint.py
 
 validate: $(STAMP)
 	export TRAIN_METHOD=$${TRAIN_METHOD:-dpo}; \
@@ -63,6 +65,7 @@ lint: $(STAMP)
 # Speed and memory against baselines measured in the same run (results in output/bench/).
 bench: $(STAMP)
 	$(PY) -m tests.benchmarks.bench_validation
+	$(PY) -m tests.benchmarks.bench_exporter
 
 # Regenerate jobs/settings_catalog.json after changing the pinned TRL version.
 catalog: $(STAMP)

@@ -14,8 +14,13 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from jobs.errors import EXIT_CRASH, JobError
+from jobs.monitor import lifecycle as monitor
+
+if TYPE_CHECKING:
+    from jobs.config import JobConfig
 
 logger = logging.getLogger("jobs.entrypoint")
 
@@ -33,11 +38,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(command: str) -> int:
-    from jobs.config import load_config
+def run(config: JobConfig, command: str) -> int:
     from jobs.preflight import run_preflight
 
-    config = load_config(os.environ)
     if config.ignored_service_links:
         logger.warning(
             "ignored Kubernetes service-link variables %s; set enableServiceLinks: false in the pod spec",
@@ -48,23 +51,33 @@ def run(command: str) -> int:
         return 0
     from jobs.launch import launch
 
+    monitor.set_phase("loading")
     return launch(config)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from jobs.config import load_config
     from jobs.logs import setup_logging
+    from jobs.manifest import RUN_ID
 
     setup_logging()
+    os.environ["TRAINJOB_RUN_ID"] = RUN_ID  # every rank reports the same run
+    config, exporter = None, None
     try:
-        code = run(args.command)
+        config = load_config(os.environ)
+        if args.command == "train":
+            exporter = monitor.start(config.job, str(config.model.get("model_name_or_path", "")), RUN_ID)
+        code = run(config, args.command)
     except JobError as error:
         logger.error("%s: %s", error.kind, error.report())
-        return error.exit_code
+        code = error.exit_code
     except Exception:
         logger.exception("unexpected crash")
-        return EXIT_CRASH
+        code = EXIT_CRASH
     logger.log(logging.INFO if code == 0 else logging.ERROR, "exit code %d", code)
+    if config is not None:
+        monitor.finish(exporter, config.job, code, RUN_ID)
     return code
 
 

@@ -92,6 +92,27 @@ class JobSettings:
     max_errors_shown: int = field(
         default=20, metadata={"help": "How many data errors are printed and kept in the report.", "min": 1}
     )
+    metrics_port: int = field(
+        default=9464,
+        metadata={
+            "help": "Port of the Prometheus exporter (/metrics, /healthz), served for the whole job by the "
+            "entrypoint's exporter process. 0 disables it.",
+            "min": 0,
+            "max": 65535,
+        },
+    )
+    metrics_addr: str = field(default="0.0.0.0", metadata={"help": "Address the exporter binds to."})
+    metrics_linger_seconds: float = field(
+        default=60.0,
+        metadata={
+            "help": "Keep serving the final metrics this long after the job ends, so Prometheus scrapes "
+            "the outcome (make sets 0 for local runs).",
+            "min": 0.0,
+        },
+    )
+    pushgateway_url: str | None = field(
+        default=None, metadata={"help": "Push the final outcome (exit code, end time) once to this Pushgateway."}
+    )
     log_format: Literal["text", "json"] = field(
         default="text", metadata={"help": "Log line format: text for people, json for log pipelines."}
     )

@@ -28,6 +28,7 @@ from jobs.errors import EXIT_CRASH, EXIT_OUT_OF_MEMORY, ConfigError, JobError
 from jobs.logs import setup_logging
 from jobs.manifest import build_manifest
 from jobs.model import bf16_supported, build_model_config, load_model, load_tokenizer, peft_config
+from jobs.monitor import lifecycle as monitor
 from jobs.preflight import REPORT_NAME, prepared_paths
 
 logger = logging.getLogger("jobs.train")
@@ -114,8 +115,17 @@ def prepare_training(config: JobConfig, config_class: type[Any]) -> TrainingSetu
         peft_config=peft_config(model_args),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        callbacks=[StepLogger(), CheckpointMarker()],
+        callbacks=[StepLogger(), CheckpointMarker(), *monitoring_callbacks()],
     )
+
+
+def monitoring_callbacks() -> list[TrainerCallback]:
+    """The metrics callback, in jobs whose entrypoint runs an exporter."""
+    if not monitor.enabled():
+        return []
+    from jobs.monitor.callback import MetricsCallback
+
+    return [MetricsCallback()]
 
 
 class StepLogger(TrainerCallback):
@@ -178,6 +188,8 @@ def train_and_save(trainer: Any, config: JobConfig, tokenizer: Any) -> None:
     if trainer.is_world_process_zero():
         logger.info("training %s on %d records", config.method, len(trainer.train_dataset))
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if trainer.is_world_process_zero():
+        monitor.set_phase("saving")
     save_final(trainer, config, tokenizer)
 
 

@@ -39,7 +39,9 @@ class Run:
 def clean_env(**settings: str) -> dict[str, str]:
     """The test process's environment without any TRAIN_* variable, plus `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAIN_")}
-    env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRAIN_LOG_FORMAT": "json"})
+    # No exporter unless a test asks for one: parallel tests must not race for a port.
+    env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRAIN_LOG_FORMAT": "json",
+                "TRAIN_METRICS_PORT": "0"})  # fmt: skip
     env.update(settings)
     return env
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from jobs.errors import ConfigError
 from jobs.launch import _recorded_exit_code, record_rank_outcome, resolve_accelerate_config, status_dir
-from tests.helpers import ROOT, run_entrypoint
+from tests.helpers import ROOT, clean_env
+from tests.jobs.monitor.test_exporter import free_port, get, wait_for
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "accelerate_configs").glob("*.yaml")))
@@ -38,13 +42,22 @@ def test_a_specific_rank_outcome_outranks_the_launchers_generic_failure(tmp_path
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_train_one_model(demo_model: str, tmp_path: Path) -> None:
-    run = run_entrypoint(
+def test_two_gloo_processes_train_one_model_and_rank_0_reports_it(demo_model: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env(
         TRAIN_METHOD="dpo", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/dpo_pairs.jsonl",
         TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_ACCELERATE_CONFIG="multi_cpu", TRAIN_USE_PEFT="true",
         TRAIN_MAX_STEPS="10", TRAIN_LOGGING_STEPS="5", TRAIN_LEARNING_RATE="5e-3",
+        TRAIN_METRICS_PORT=str(port), TRAIN_METRICS_ADDR="127.0.0.1", TRAIN_METRICS_LINGER_SECONDS="60",
     )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-3000:]
+    run = subprocess.Popen([sys.executable, "entrypoint.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/metrics"
+    final = wait_for(lambda: "trainjob_exit_code 0.0" in (s := get(url)) and s, 240, "the lingering final metrics")
+    run.send_signal(signal.SIGTERM)  # end the linger
+    assert run.wait(timeout=60) == 0, run.stderr.read()[-3000:] if run.stderr else ""
+    # The training values come from the rank-0 child, served by the entrypoint's exporter.
+    assert "trainjob_global_step 10.0" in final and "trainjob_dpo_reward_margin" in final
     manifest = json.loads((tmp_path / "final" / "run_manifest.json").read_text())
     assert manifest["world_size"] == 2
     outcomes = sorted(p.name for p in status_dir(tmp_path).iterdir())
