@@ -18,9 +18,9 @@ import tempfile
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import ROOT, publish
+
 STEPS = 300
 REPEATS = 3
 SCRAPES_PER_SECOND = 20
@@ -85,10 +85,7 @@ def main() -> None:
         "scrapes_per_run": scrapes,
         "ratio_on_over_off": round(statistics.median(on) / statistics.median(off), 3),
     }
-    out = ROOT / "output" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "exporter.json").write_text(json.dumps(results, indent=2) + "\n")
-    sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    publish("exporter", results)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Results are printed and written to output/bench/validation.json. Timings are nev
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import orjson
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import ROOT, publish
+
 CACHE = ROOT / ".cache" / "bench"
 SOURCE = ROOT.parent / "shared" / "realdata" / "foundry_orca_dpo_pairs_validation.jsonl"
 SIZES = (20_000, 200_000)
@@ -101,10 +101,7 @@ def main() -> None:
             "whole_run_ratio_200k": round(ours[large][0] / parse[large][0], 2),
             "validate_peak_rss_mib": {n: round(ours[n][1] / 2**20) for n in SIZES},
         }
-    out = ROOT / "output" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "validation.json").write_text(json.dumps(results, indent=2) + "\n")
-    sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    publish("validation", results)
 
 
 if __name__ == "__main__":
