@@ -400,7 +400,7 @@ def validate_dataset(train: Path, evaluation: Path | None, policy: Policy, prepa
             try:
                 if not (can_shard(path) and validate_in_shards(validator)):
                     validator = FileValidator(path, role, policy, writer, index, has_eval=has_eval)
-                    report = validator.run()
+                    validator.run()
                 report = validator.report
             finally:
                 result.files.append(validator.report)
