@@ -49,7 +49,3 @@ def render_reference(width: int = 100) -> str:
             if spec.get("help"):
                 out.extend(textwrap.wrap(spec["help"], width, initial_indent=" " * 6, subsequent_indent=" " * 6))
     return "\n".join(out) + "\n"
-
-
-def variable_count() -> int:
-    return len(job_fields()) + sum(len(group) for group in load_catalog().values())

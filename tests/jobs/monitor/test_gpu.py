@@ -6,6 +6,7 @@ named as such). The real collector is run on a GPU machine when one is lent (see
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -64,11 +65,15 @@ class FakeNvml:
         return 5_000_000  # millijoules
 
 
-def _scrape(collector: GpuCollector) -> dict[str, float]:
+def _scrape_text(collector: GpuCollector) -> str:
     registry = CollectorRegistry()
     registry.register(collector)
+    return generate_latest(registry).decode()
+
+
+def _scrape(collector: GpuCollector) -> dict[str, float]:
     samples = {}
-    for line in generate_latest(registry).decode().splitlines():
+    for line in _scrape_text(collector).splitlines():
         if not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
@@ -88,7 +93,11 @@ def test_nvml_readings_map_to_base_units_per_gpu() -> None:
     assert samples['trainjob_gpu_xid_errors_total{gpu="0"}'] == 0
 
 
-def test_without_nvml_there_is_no_gpu_collector(caplog) -> None:
+def test_gpu_series_exist_exactly_when_a_gpu_does(caplog) -> None:
     caplog.set_level("INFO")
-    assert gpu_collector() is None  # this machine has no GPU driver
-    assert "GPU metrics are not exported" in caplog.text
+    collector = gpu_collector()
+    if not Path("/dev/nvidiactl").exists():  # CPU machines (CI): no collector, one log line, no fake zeros
+        assert collector is None
+        assert "GPU metrics are not exported" in caplog.text
+    else:  # a GPU machine: the real NVML path
+        assert collector is not None and "trainjob_gpu_memory_total_bytes" in _scrape_text(collector)
