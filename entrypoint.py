@@ -1,11 +1,11 @@
 """The job's one entrypoint: read TRAIN_* config, preflight, launch, map the outcome to an exit code.
 
-    python entrypoint.py            # validate, then train (TRAIN_METHOD=sft|dpo)
+    python entrypoint.py            # validate, then train (TRAIN_METHOD: see --help)
     python entrypoint.py validate   # config and data checks only; writes validation_report.json
     python entrypoint.py --help     # every TRAIN_* variable with type, default and help
 
-Exit codes: 0 done, 1 crash (retry resumes), 2 configuration, 3 data, 4 environment,
-5 out of device memory, 6 diverged, 143 stopped by SIGTERM after a complete checkpoint.
+Exit codes: 0 finished, 1 crash (a retry resumes), 2 configuration, 3 data, 4 environment,
+5 out of device memory.
 """
 
 from __future__ import annotations
@@ -26,26 +26,29 @@ logger = logging.getLogger("jobs.entrypoint")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    from jobs.reference import render_reference
+    epilog = None
+    if {"-h", "--help"} & set(argv):  # the reference probes the device: only when it is shown
+        from jobs.reference import render_reference
 
+        epilog = "Environment variables:" + render_reference()
     parser = argparse.ArgumentParser(
-        prog="entrypoint.py",
-        description=__doc__,
-        epilog="Environment variables:" + render_reference(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="entrypoint.py", description=__doc__, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("command", nargs="?", choices=["train", "validate"], default="train")
     return parser.parse_args(argv)
 
 
 def run(config: JobConfig, command: str) -> int:
-    from jobs.preflight import run_preflight
+    from jobs.logs import log_to_file
+    from jobs.preflight import check_output_dir, run_preflight
 
     if config.ignored_service_links:
         logger.warning(
             "ignored Kubernetes service-link variables %s; set enableServiceLinks: false in the pod spec",
             ", ".join(config.ignored_service_links),
         )
+    check_output_dir(config.output_dir)
+    log_to_file(config.layout.log_file)
     run_preflight(config, for_training=command == "train")
     if command == "validate":
         return 0
@@ -59,15 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from jobs.config import load_config
     from jobs.logs import setup_logging
-    from jobs.manifest import RUN_ID
 
     setup_logging()
-    os.environ["TRAINJOB_RUN_ID"] = RUN_ID  # every rank reports the same run
     config, exporter = None, None
     try:
         config = load_config(os.environ)
         if args.command == "train":
-            exporter = monitor.start(config.job, str(config.model.get("model_name_or_path", "")), RUN_ID)
+            exporter = monitor.start(config)
         code = run(config, args.command)
     except JobError as error:
         logger.error("%s: %s", error.kind, error.report())
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_CRASH
     logger.log(logging.INFO if code == 0 else logging.ERROR, "exit code %d", code)
     if config is not None:
-        monitor.finish(exporter, config.job, code, RUN_ID)
+        monitor.finish(exporter, config, code)
     return code
 
 

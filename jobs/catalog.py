@@ -1,12 +1,13 @@
 """The catalog of TRL's settings, generated from its dataclasses and read without importing TRL.
 
 Importing TRL costs ~8 s here, and `--help` and `validate` must stay fast, so the field names, types,
-defaults and help texts of `SFTConfig`, `DPOConfig` and `ModelConfig` are extracted once into
-`settings_catalog.json` (`make catalog`). A test regenerates it and fails when it is stale, so it
-always describes the pinned TRL.
+defaults and help texts of every registered method's TRL config (jobs/methods/) and of `ModelConfig`
+are extracted once into `settings_catalog.json` (`make catalog`). A test regenerates it and fails when
+it is stale, so it always describes the pinned TRL and the registered methods.
 
-Each field is described by a `FieldSpec` dict: `kind` (bool, int, float, str, choice, list, json),
-`optional`, `choices` (for choice), `item` (for list), `default` and `help`.
+Groups: `training` (fields every method's config has, alike), one group per method (the rest of its
+config), and `model`. Each field is described by a `FieldSpec` dict: `kind` (bool, int, float, str,
+choice, list, json), `optional`, `choices` (for choice), `item` (for list), `default` and `help`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-CATALOG_PATH = Path(__file__).with_name("settings_catalog.json")
+from jobs.methods import METHODS
 
-# Groups of the catalog: settings shared by both trainers, those of one trainer only, and the model's.
-GROUPS = ("training", "sft", "dpo", "model")
+CATALOG_PATH = Path(__file__).with_name("settings_catalog.json")
 
 FieldSpec = dict[str, Any]
 
@@ -99,6 +99,12 @@ def describe_dataclass(cls: type) -> dict[str, FieldSpec]:
         if not field.init or field.name.startswith("_"):
             continue
         spec = _describe_type(hints[field.name])
+        if "values" in field.metadata:  # a str field of the job whose values are known only at run time
+            spec = {
+                "kind": "choice",
+                "choices": list(field.metadata["values"]),
+                "optional": False,
+            }
         if spec is None:
             continue
         help_text = " ".join(str(field.metadata.get("help", "")).split())
@@ -109,15 +115,14 @@ def describe_dataclass(cls: type) -> dict[str, FieldSpec]:
 
 def build_catalog() -> dict[str, dict[str, FieldSpec]]:
     """Describe TRL's config classes (imports TRL: slow, used by `make catalog` and its test)."""
-    from trl import DPOConfig, ModelConfig, SFTConfig
+    from trl import ModelConfig
 
-    sft = describe_dataclass(SFTConfig)
-    dpo = describe_dataclass(DPOConfig)
-    shared = {name: spec for name, spec in sft.items() if dpo.get(name) == spec}
+    by_method = {name: describe_dataclass(method.config_class()) for name, method in METHODS.items()}
+    first, *others = by_method.values()
+    shared = {name: spec for name, spec in first.items() if all(other.get(name) == spec for other in others)}
     return {
         "training": shared,
-        "sft": {name: spec for name, spec in sft.items() if name not in shared},
-        "dpo": {name: spec for name, spec in dpo.items() if name not in shared},
+        **{name: {k: v for k, v in fields.items() if k not in shared} for name, fields in by_method.items()},
         "model": describe_dataclass(ModelConfig),
     }
 

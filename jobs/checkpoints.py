@@ -9,7 +9,6 @@ timestamped name, never overwritten.
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import time
 from pathlib import Path
@@ -17,10 +16,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-logger = logging.getLogger(__name__)
+from jobs.layout import COMPLETE_MARKER, OutputLayout
 
-COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
-_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+logger = logging.getLogger(__name__)
 
 
 class CheckpointMarker(TrainerCallback):
@@ -29,26 +27,21 @@ class CheckpointMarker(TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
-        directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        directory = OutputLayout(Path(args.output_dir)).checkpoint(state.global_step)
         if directory.is_dir():
             (directory / COMPLETE_MARKER).write_text(f"{state.global_step}\n", encoding="utf-8")
             logger.info("checkpoint saved: %s", directory)
 
 
-def latest_complete_checkpoint(output_dir: Path) -> Path | None:
+def latest_complete_checkpoint(layout: OutputLayout) -> Path | None:
     """The complete checkpoint with the highest step, or None; incomplete ones are reported and skipped."""
-    if not output_dir.is_dir():
-        return None
-    found: list[tuple[int, Path]] = []
-    for child in output_dir.iterdir():
-        match = _CHECKPOINT_NAME.match(child.name)
-        if not match or not child.is_dir():
-            continue
-        if (child / COMPLETE_MARKER).is_file():
-            found.append((int(match.group(1)), child))
+    complete = None
+    for _step, directory in layout.checkpoints():
+        if (directory / COMPLETE_MARKER).is_file():
+            complete = directory
         else:
-            logger.warning("skipping %s: it has no %s marker (the save was interrupted)", child, COMPLETE_MARKER)
-    return max(found)[1] if found else None
+            logger.warning("skipping %s: it has no %s marker (the save was interrupted)", directory, COMPLETE_MARKER)
+    return complete
 
 
 def publish_final(partial: Path, final: Path) -> None:

@@ -1,10 +1,11 @@
-"""Environment variables -> one typed job configuration (DESIGN "Configuration contract").
+"""Environment variables -> one typed job configuration.
 
 Every `TRAIN_<FIELD>` sets a field of the job's own `JobSettings`, of TRL's `ModelConfig`, or of the
-method's `SFTConfig`/`DPOConfig`. Field types come from the generated catalog (`jobs/catalog.py`), so
-this module never imports TRL and stays fast. Every problem is collected and reported together:
-unknown names with a "did you mean", values that do not parse or are out of range, settings that belong
-to the other method.
+method's TRL config (`SFTConfig`, `DPOConfig`, ...; see jobs/methods/). Field types come from the
+generated catalog (`jobs/catalog.py`), so this module never imports TRL and stays fast. Every problem
+is collected and reported together: unknown names with a "did you mean", values that do not parse or
+are out of range, settings of another method, an unknown accelerate config, settings the method
+itself refuses.
 """
 
 from __future__ import annotations
@@ -14,31 +15,32 @@ import difflib
 import json
 import math
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from jobs.catalog import FieldSpec, describe_dataclass, load_catalog
+from jobs.data.adapters import ADAPTERS
+from jobs.data.formats import FORMATS
 from jobs.errors import ConfigError
+from jobs.layout import OutputLayout
+from jobs.methods import METHODS
 
 PREFIX = "TRAIN_"
-# Native formats (schemas/) and adapters (jobs/data/adapters.py); a test keeps this list in step with them.
-DataFormat = Literal[
-    "auto", "text", "messages", "prompt_completion", "conversational_prompt_completion", "preference",
-    "conversational_preference", "implicit_preference", "conversational_implicit_preference", "alpaca", "sharegpt",
-    "sharegpt_preference", "openai_preference", "hh_rlhf", "llamafactory_preference",
-]  # fmt: skip
-METHODS = ("sft", "dpo")
+# The run id: made by the entrypoint, handed to the ranks it launches, so every process reports one run.
+RUN_ID_VARIABLE = "TRAINJOB_RUN_ID"
+ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parent.parent / "accelerate_configs"
+DATA_FORMATS = ("auto", *FORMATS, *ADAPTERS)
 
 
 @dataclass(frozen=True)
 class JobSettings:
     """The job's own settings; TRL's settings live in the catalog."""
 
-    method: Literal["sft", "dpo"] | None = field(
-        default=None, metadata={"help": "Training method: sft or dpo. Required."}
-    )
+    method: str | None = field(default=None, metadata={"help": "Training method. Required.", "values": tuple(METHODS)})
     data_path: str | None = field(
         default=None,
         metadata={"help": "Training data file (.jsonl, .json, .parquet, optionally .gz). Required."},
@@ -66,12 +68,12 @@ class JobSettings:
             "Unset: train in this process."
         },
     )
-    data_format: DataFormat = field(
+    data_format: str = field(
         default="auto",
         metadata={
-            "help": "Format of the data files: auto (detected over the whole file), a native format, or an "
-            "adapter (alpaca, sharegpt, sharegpt_preference, openai_preference, hh_rlhf, "
-            "llamafactory_preference) applied to every record. See schemas/."
+            "help": "Format of the data files: auto (detected over the whole file), a native format "
+            "(schemas/), or an adapter applied to every record.",
+            "values": DATA_FORMATS,
         },
     )
     drop_invalid: bool = field(
@@ -118,30 +120,6 @@ class JobSettings:
     )
 
 
-# The seed review's safe defaults, applied under whatever the user sets. Device-dependent defaults
-# (bf16, gradient checkpointing, use_cpu) are resolved where torch is imported (jobs/training.py).
-SAFE_TRAINING_DEFAULTS: dict[str, Any] = {
-    "max_grad_norm": 1.0,
-    "warmup_steps": 0.03,  # below 1 transformers reads it as a ratio of the total steps
-    "lr_scheduler_type": "cosine",
-    "logging_steps": 5,
-    "save_strategy": "steps",
-    "save_steps": 100,
-    "save_total_limit": 3,
-    "report_to": ["none"],  # no surprise uploads to third-party trackers; metrics go to Prometheus
-    "disable_tqdm": True,  # one log line per logging step instead of progress bars in pod logs
-}
-
-# Defaults that depend on the device, resolved where torch is imported (jobs/training.py, jobs/model.py).
-DEVICE_DEPENDENT_DEFAULTS: dict[str, str] = {
-    "use_cpu": "true when no GPU is visible",
-    "bf16": "true on GPUs with bf16 support",
-    "fp16": "true on GPUs without bf16 support",
-    "activation_checkpointing": "true on GPU, false on CPU (where it made steps ~20x slower)",
-    "gradient_checkpointing": "true on GPU, false on CPU (deprecated alias of activation_checkpointing)",
-    "dtype": "bfloat16 on GPUs with bf16 support, float32 otherwise",
-}
-
 # Ranges transformers/TRL do not check themselves (a negative batch size fails deep inside a run).
 # (minimum, maximum, minimum is exclusive)
 _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
@@ -181,6 +159,8 @@ class JobConfig:
     job: JobSettings
     model: dict[str, Any]
     training: dict[str, Any]
+    run_id: str
+    accelerate_config: Path | None = None  # resolved from TRAIN_ACCELERATE_CONFIG
     ignored_service_links: tuple[str, ...] = ()
 
     @property
@@ -191,6 +171,10 @@ class JobConfig:
     @property
     def output_dir(self) -> Path:
         return Path(self.job.output_dir or f"output/{self.method}")
+
+    @property
+    def layout(self) -> OutputLayout:
+        return OutputLayout(self.output_dir)
 
     def effective(self) -> dict[str, Any]:
         """The configuration as set (before device-dependent defaults), secrets redacted."""
@@ -210,12 +194,13 @@ def redact(value: Any) -> Any:
     return value
 
 
+@cache
 def job_fields() -> dict[str, FieldSpec]:
     return describe_dataclass(JobSettings)
 
 
 def _spec_for(name: str, method: str | None) -> tuple[str | None, FieldSpec | None]:
-    """(group, spec) of a setting for this method; group None when it belongs to the other method only."""
+    """(group, spec) of a setting for this method; group None when it belongs to another method only."""
     catalog = load_catalog()
     if name in job_fields():
         return "job", job_fields()[name]
@@ -325,22 +310,35 @@ def _unknown_message(variable: str) -> str:
 
 
 def _other_method_message(variable: str, name: str, method: str) -> str | None:
-    for other in METHODS:
-        if other != method and name in load_catalog()[other]:
-            return f"{variable} applies to TRAIN_METHOD={other} only, but TRAIN_METHOD={method}; unset it"
+    others = [other for other in METHODS if other != method and name in load_catalog().get(other, {})]
+    if others:
+        return f"{variable} applies to TRAIN_METHOD={' or '.join(others)} only, but TRAIN_METHOD={method}; unset it"
     return None
 
 
 def _read_method(environ: Mapping[str, str], problems: list[str]) -> str | None:
     raw = environ.get(PREFIX + "METHOD")
+    names = ", ".join(METHODS)
     if raw is None or not raw.strip():
-        problems.append("TRAIN_METHOD is not set; set it to one of: sft, dpo")
+        problems.append(f"TRAIN_METHOD is not set; set it to one of: {names}")
         return None
     method = raw.strip().lower()
     if method not in METHODS:
-        problems.append(f"TRAIN_METHOD={raw!r} is not a method; valid methods: sft, dpo")
+        problems.append(f"TRAIN_METHOD={raw!r} is not a method; valid methods: {names}")
         return None
     return method
+
+
+def resolve_accelerate_config(value: str) -> Path:
+    """A name from accelerate_configs/ or a path to an Accelerate YAML file; ValueError otherwise."""
+    named = ACCELERATE_CONFIG_DIR / f"{value}.yaml"
+    if named.is_file():
+        return named
+    path = Path(value)
+    if path.is_file():
+        return path
+    names = sorted(p.stem for p in ACCELERATE_CONFIG_DIR.glob("*.yaml"))
+    raise ValueError(f"TRAIN_ACCELERATE_CONFIG={value!r} is neither a file nor one of: {', '.join(names)}")
 
 
 def _is_service_link(variable: str, raw: str) -> bool:
@@ -363,13 +361,33 @@ def load_config(environ: Mapping[str, str]) -> JobConfig:
         problem = _read_variable(variable, raw, method, values)
         if problem:
             problems.append(problem)
+    training = {**values.pop("training"), **values.pop(method or "", {})}
+    accelerate_config = _accelerate_config(values["job"].get("accelerate_config"), problems)
+    if method:
+        problems += METHODS[method].check_settings(training)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) with the TRAIN_* variables", problems)
-    training = {**values.pop("training"), **values.pop(method or "", {})}
     job = JobSettings(**values["job"])
     _require(job)
     _check_model_combinations(values["model"])
-    return JobConfig(job=job, model=values["model"], training=training, ignored_service_links=tuple(ignored))
+    return JobConfig(
+        job=job,
+        model=values["model"],
+        training=training,
+        run_id=environ.get(RUN_ID_VARIABLE) or uuid.uuid4().hex[:12],
+        accelerate_config=accelerate_config,
+        ignored_service_links=tuple(ignored),
+    )
+
+
+def _accelerate_config(value: str | None, problems: list[str]) -> Path | None:
+    if not value:
+        return None
+    try:
+        return resolve_accelerate_config(value)
+    except ValueError as error:
+        problems.append(str(error))
+        return None
 
 
 def _read_variable(variable: str, raw: str, method: str | None, values: dict[str, dict[str, Any]]) -> str | None:
@@ -392,7 +410,7 @@ def _read_variable(variable: str, raw: str, method: str | None, values: dict[str
 def _require(job: JobSettings) -> None:
     if not job.data_path:
         raise ConfigError(
-            "TRAIN_DATA_PATH is not set; point it at a .jsonl/.json/.parquet file (`make sft`/`make dpo` set a demo)"
+            "TRAIN_DATA_PATH is not set; point it at a .jsonl/.json/.parquet file (`make <method>` sets a demo)"
         )
     if job.eval_data_path and job.eval_split > 0:
         raise ConfigError("TRAIN_EVAL_DATA_PATH and TRAIN_EVAL_SPLIT are both set; use one source of eval data")

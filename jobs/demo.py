@@ -1,25 +1,29 @@
-"""The built-in default: a tiny Llama-style model made offline, and sample data it can visibly learn.
+"""The built-in demo: a tiny Llama-style model made offline, sample data for every method, and the
+`make <method>` runner that trains on them unless the user names a model.
 
-The task is counting on: "Count on from 17." -> "18 19 20 21 22". The SFT sample teaches it
-(`messages`); the DPO sample prefers the right count over a plausible wrong one (`prompt`/`chosen`/
-`rejected`). A random 2-layer model learns it in a few dozen CPU steps, so `make sft` / `make dpo`
-show a falling loss and rising reward margins in about a minute.
+The task is counting on (jobs/counting.py); each method's sample data comes from its `demo_records`
+(jobs/methods/). A random 2-layer model learns it in a few dozen CPU steps.
 
     python -m jobs.demo model .cache/demo-model    # build the model and tokenizer (seconds, offline)
-    python -m jobs.demo data jobs/demo_data        # regenerate the bundled sample files
+    python -m jobs.demo data                       # regenerate every method's bundled sample file
+    python -m jobs.demo run sft                    # what `make sft` runs (TRAIN_* still override)
+    python -m jobs.demo run validate               # what `make validate` runs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
-DEMO_DATA_DIR = Path(__file__).with_name("demo_data")
-SAMPLE_FILES = {"sft": DEMO_DATA_DIR / "sft_messages.jsonl", "dpo": DEMO_DATA_DIR / "dpo_pairs.jsonl"}
-SAMPLE_SIZE = 400
+from jobs import counting
+from jobs.methods import METHODS
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_MODEL = ROOT / ".cache" / "demo-model"
 SEED = 1234
 
 SPECIAL_TOKENS = ["<pad>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
@@ -36,47 +40,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def _count(start: int, length: int, step: int = 1) -> str:
-    return " ".join(str(start + step * (i + 1)) for i in range(length))
-
-
-def _prompt(rng: random.Random) -> tuple[str, int, int]:
-    start, length = rng.randrange(0, 90), rng.randrange(3, 7)
-    return f"Count on from {start}, {length} numbers.", start, length
-
-
-def sft_records(n: int = SAMPLE_SIZE, seed: int = SEED) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    records = []
-    for _ in range(n):
-        prompt, start, length = _prompt(rng)
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": _count(start, length)}]
-        records.append({"messages": messages})
-    return records
-
-
-def dpo_records(n: int = SAMPLE_SIZE, seed: int = SEED + 1) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    records = []
-    for _ in range(n):
-        prompt, start, length = _prompt(rng)
-        wrong = rng.choice([_count(start, length, step=-1), _count(start, length, step=2), _count(start + 3, length)])
-        records.append({"prompt": prompt, "chosen": _count(start, length), "rejected": wrong})
-    return records
-
-
-def write_sample_data(directory: Path = DEMO_DATA_DIR) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, records in (("sft_messages.jsonl", sft_records()), ("dpo_pairs.jsonl", dpo_records())):
-        lines = [json.dumps(r, ensure_ascii=False) for r in records]
-        (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _tokenizer_corpus() -> list[str]:
-    texts = [m["content"] for r in sft_records() for m in r["messages"]]
-    texts += [r[k] for r in dpo_records() for k in ("prompt", "chosen", "rejected")]
-    texts += [" ".join(str(i) for i in range(200))]
-    return texts
+def write_sample_data() -> None:
+    for method in METHODS.values():
+        lines = [json.dumps(r, ensure_ascii=False) for r in method.demo_records()]
+        method.demo_data.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def build_tokenizer(vocab_size: int = 384) -> Any:
@@ -93,7 +60,7 @@ def build_tokenizer(vocab_size: int = 384) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    core.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    core.train_from_iterator(counting.corpus(), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<|end|>")
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
@@ -130,15 +97,56 @@ def build_model(directory: Path) -> None:
     partial.replace(directory)
 
 
+def demo_environment(command: str, environ: dict[str, str]) -> dict[str, str]:
+    """The variables `make <method>` / `make validate` run with: the demo's, under whatever the user set.
+
+    The demo model and data apply only when TRAIN_MODEL_NAME_OR_PATH is not set; validation names no
+    model (no tokenizer is loaded). Local runs need not wait for a Prometheus scrape after the end.
+    """
+    env = {**environ}
+    env.setdefault("TRAIN_METRICS_LINGER_SECONDS", "0")
+    if command == "validate":
+        method = METHODS.get(env.setdefault("TRAIN_METHOD", "dpo"))
+        if method is not None:  # an unknown method is the entrypoint's to report
+            env.setdefault("TRAIN_DATA_PATH", _relative(method.demo_data))
+        return env
+    method = METHODS[command]
+    env["TRAIN_METHOD"] = method.name
+    if "TRAIN_MODEL_NAME_OR_PATH" not in env:
+        env["TRAIN_MODEL_NAME_OR_PATH"] = _relative(DEMO_MODEL)
+        env.setdefault("TRAIN_DATA_PATH", _relative(method.demo_data))
+        env.setdefault("TRAIN_LEARNING_RATE", str(method.demo_learning_rate))
+        env.setdefault("TRAIN_EVAL_SPLIT", "0.1")
+        env.setdefault("TRAIN_LOGGING_STEPS", "10")
+    return env
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def run(command: str) -> None:
+    """Exec the entrypoint, exactly as a user would run it, with the demo's variables."""
+    env = demo_environment(command, dict(os.environ))
+    if env.get("TRAIN_MODEL_NAME_OR_PATH") == _relative(DEMO_MODEL) and not (DEMO_MODEL / "config.json").is_file():
+        build_model(DEMO_MODEL)
+    os.chdir(ROOT)
+    os.execve(sys.executable, [sys.executable, "entrypoint.py", *([command] if command == "validate" else [])], env)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["model", "data"])
-    parser.add_argument("directory", type=Path)
+    sub = parser.add_subparsers(dest="what", required=True)
+    sub.add_parser("model").add_argument("directory", type=Path)
+    sub.add_parser("data")
+    sub.add_parser("run").add_argument("command", choices=[*METHODS, "validate"])
     args = parser.parse_args(argv)
     if args.what == "model":
         build_model(args.directory)
+    elif args.what == "data":
+        write_sample_data()
     else:
-        write_sample_data(args.directory)
+        run(args.command)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,40 @@
-"""The job's error types, one per exit code of the Kubernetes contract (DESIGN "Exit codes")."""
+"""The job's exit codes and error types: one table, one error class per code that a user must act on.
+
+`EXIT_CODES` is the one source of the contract with Kubernetes. The README's table, the entrypoint's
+docstring and the Job's podFailurePolicy are checked against it by a test, so a code is listed only
+once something really exits with it.
+"""
 
 from __future__ import annotations
 
-EXIT_OK = 0
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ExitCode:
+    code: int
+    meaning: str
+    retry: bool  # whether a new pod may help: a Job retries it, or fails at once (podFailurePolicy)
+
+
 EXIT_CRASH = 1
 EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_ENVIRONMENT = 4
 EXIT_OUT_OF_MEMORY = 5
-EXIT_DIVERGED = 6
-EXIT_TERMINATED = 143
+
+EXIT_CODES: tuple[ExitCode, ...] = (
+    ExitCode(0, "finished, final model saved", retry=False),
+    ExitCode(EXIT_CRASH, "unexpected crash (a retry resumes from the last complete checkpoint)", retry=True),
+    ExitCode(EXIT_CONFIG, "configuration error", retry=False),
+    ExitCode(EXIT_DATA, "data error (schema, semantics, leakage)", retry=False),
+    ExitCode(
+        EXIT_ENVIRONMENT,
+        "environment error: model or data path missing/unreadable, output not writable, disk too small",
+        retry=False,
+    ),
+    ExitCode(EXIT_OUT_OF_MEMORY, "out of device memory during training", retry=False),
+)
 
 
 class JobError(Exception):
@@ -47,17 +72,3 @@ class EnvironmentProblem(JobError):
 
     exit_code = EXIT_ENVIRONMENT
     kind = "environment error"
-
-
-class TrainingDiverged(JobError):
-    """The loss stayed non-finite for too many consecutive steps."""
-
-    exit_code = EXIT_DIVERGED
-    kind = "training diverged"
-
-
-class TerminatedBySignal(JobError):
-    """SIGTERM arrived; a complete checkpoint was written before stopping."""
-
-    exit_code = EXIT_TERMINATED
-    kind = "terminated"

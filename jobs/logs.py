@@ -1,4 +1,9 @@
-"""Logging setup: plain lines for people, JSON lines for Kubernetes log pipelines (TRAIN_LOG_FORMAT)."""
+"""Logging: plain lines for people, JSON lines for log pipelines (TRAIN_LOG_FORMAT), on stderr and in
+the output directory's log file (appended across restarts).
+
+While a progress bar is drawn in a terminal (jobs/progress.py), the per-step lines it replaces stay
+off the terminal (they still reach the log file) and every other line is printed above the bar.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,13 @@ import os
 import sys
 import time
 import warnings
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and belongs in the JSON line.
 _STANDARD_ATTRIBUTES = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# `extra={STEP_LINE: True}` marks a per-step progress line, which a progress bar replaces on a terminal.
+STEP_LINE = "step_line"
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,20 +32,37 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRIBUTES})
+        extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRIBUTES and k != STEP_LINE}
+        entry.update(extra)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr; above the progress bar while one is drawn (`bar` is set by jobs/progress.py)."""
+
+    bar: ClassVar[Any] = None  # the active tqdm bar, if any
+
+    def emit(self, record: logging.LogRecord) -> None:
+        bar = ConsoleHandler.bar
+        if bar is None:
+            super().emit(record)
+        elif not getattr(record, STEP_LINE, False):
+            bar.write(self.format(record), file=self.stream)
+
+
+def _formatter(log_format: str) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter()
+    return logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+
+
 def setup_logging(log_format: str | None = None) -> None:
     """Route the job's and the libraries' logging to stderr in the chosen format; idempotent."""
     chosen = log_format or os.environ.get("TRAIN_LOG_FORMAT", "text")
-    handler = logging.StreamHandler(sys.stderr)
-    if chosen == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler = ConsoleHandler(sys.stderr)
+    handler.setFormatter(_formatter(chosen))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -49,3 +74,15 @@ def setup_logging(log_format: str | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # DeepSpeed warns "Setting accelerator to CPU" on every CPU import.
     logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
+
+
+def log_to_file(path: Path) -> None:
+    """Append every log line to `path` as well, in the console's format (once per process)."""
+    root = logging.getLogger()
+    target = str(path.resolve())
+    if any(isinstance(h, logging.FileHandler) and h.baseFilename == target for h in root.handlers):
+        return
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    console = next((h for h in root.handlers if isinstance(h, ConsoleHandler)), None)
+    handler.setFormatter(console.formatter if console and console.formatter else _formatter("text"))
+    root.addHandler(handler)

@@ -7,12 +7,10 @@ import importlib.metadata
 import os
 import platform
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed", "bitsandbytes")
-RUN_ID = os.environ.get("TRAINJOB_RUN_ID") or uuid.uuid4().hex[:12]
 
 
 def sha256_of(path: Path) -> str:
@@ -51,9 +49,9 @@ def git_revision() -> str | None:
     return result.stdout.strip() or None
 
 
-def build_manifest(data_files: dict[str, str | None], extra: dict[str, Any]) -> dict[str, Any]:
+def build_manifest(run_id: str, data_files: dict[str, str | None], extra: dict[str, Any]) -> dict[str, Any]:
     return {
-        "run_id": RUN_ID,
+        "run_id": run_id,
         "git_revision": git_revision(),
         "python": platform.python_version(),
         "host": platform.node(),

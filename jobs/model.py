@@ -1,8 +1,8 @@
-"""Model and tokenizer loading shared by both methods: dtype, 4-bit NF4 (QLoRA), LoRA.
+"""Model and tokenizer loading shared by every method: dtype, 4-bit NF4 (QLoRA), LoRA.
 
 Loads from a local directory only. Full precision is never the silent default on a GPU: weights load
 in bf16 where the device supports it, and `TRAIN_LOAD_IN_4BIT=true` loads NF4 weights with double
-quantisation through bitsandbytes (the seed review's out-of-memory risk).
+quantisation through bitsandbytes (defaults: jobs/defaults.py).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from jobs.defaults import Device, model_settings
 from jobs.errors import ConfigError, EnvironmentProblem
 
 if TYPE_CHECKING:
@@ -19,29 +20,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# QLoRA as the QLoRA paper and the seed review recommend, unless the user sets these fields.
-QLORA_DEFAULTS = {"bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True}
 
-
-def bf16_supported() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-def default_dtype() -> str:
-    """bf16 on a GPU that has it, fp32 otherwise (CPU, or GPUs where fp16 weights would overflow)."""
-    return "bfloat16" if bf16_supported() else "float32"
-
-
-def build_model_config(overrides: dict[str, Any]) -> ModelConfig:
+def build_model_config(overrides: dict[str, Any], device: Device) -> ModelConfig:
     from trl import ModelConfig
 
-    settings = {"dtype": default_dtype(), **overrides}
-    if settings.get("load_in_4bit"):
-        settings = {**QLORA_DEFAULTS, **settings}
     try:
-        return ModelConfig(**settings)
+        return ModelConfig(**model_settings(device, overrides))
     except (ValueError, TypeError) as error:
         raise ConfigError(f"model settings rejected by TRL: {error}") from None
 

@@ -1,4 +1,8 @@
-"""Preflight: everything that can be checked before a model loads or a GPU is touched (DESIGN "The flow" 2)."""
+"""Preflight: everything that can be checked before a model loads or a GPU is touched.
+
+The output volume first (writable, room for a checkpoint), then the model directory, then every data
+record (jobs/data/): the validated records and the report land in the output directory's layout.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,10 @@ from jobs.data.readers import check_readable
 from jobs.data.report import summary_lines
 from jobs.data.validate import Policy, ValidationResult, validate_dataset
 from jobs.errors import DataError, EnvironmentProblem
-from jobs.launch import resolve_accelerate_config
+from jobs.methods import METHODS, methods_for_kind
 
 logger = logging.getLogger(__name__)
 
-REPORT_NAME = "validation_report.json"
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -30,15 +33,18 @@ WEIGHT_FILES = (
 MIN_FREE_BYTES = 1 << 30  # below this no checkpoint of a real model fits
 
 
-def prepared_paths(output_dir: Path) -> tuple[Path, Path]:
-    """Where the validated training and evaluation records live for the training processes."""
-    return output_dir / "data" / "train.jsonl", output_dir / "data" / "eval.jsonl"
+def data_policy(method: str, **settings: Any) -> Policy:
+    """How the data of `method` is judged: the dataset kinds it trains on, plus the given settings."""
+    kinds = METHODS[method].dataset_kinds
+    other_kinds = {kind for other in METHODS.values() for kind in other.dataset_kinds} - set(kinds)
+    hints = {kind: tuple(methods_for_kind(kind)) for kind in other_kinds}
+    return Policy(method=method, dataset_kinds=kinds, methods_by_kind=hints, **settings)
 
 
 def _policy(config: JobConfig) -> Policy:
     job = config.job
-    return Policy(
-        method=config.method,
+    return data_policy(
+        config.method,
         data_format=job.data_format,
         drop_invalid=job.drop_invalid,
         max_invalid_fraction=job.max_invalid_fraction,
@@ -60,7 +66,7 @@ def validate_data(config: JobConfig, count_tokens: bool) -> dict[str, Any]:
     except DataError as error:
         _write_report(config, {"result": "refused", "reason": str(error), "method": config.method, "files": []})
         raise
-    result = validate_dataset(train_path, eval_path, _policy(config), prepared_paths(config.output_dir)[0].parent)
+    result = validate_dataset(train_path, eval_path, _policy(config), config.layout.data_dir)
     lengths = _lengths(config, result, count_tokens)
     report = _report(config, result, lengths)
     _write_report(config, report)
@@ -72,13 +78,13 @@ def validate_data(config: JobConfig, count_tokens: bool) -> dict[str, Any]:
 
 
 def _write_report(config: JobConfig, report: dict[str, Any]) -> None:
-    path = config.output_dir / REPORT_NAME
+    path = config.layout.report
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _lengths(config: JobConfig, result: ValidationResult, count_tokens: bool) -> dict[str, Any] | None:
     model_path = config.model.get("model_name_or_path")
-    train_file = prepared_paths(config.output_dir)[0]
+    train_file = config.layout.train_data
     if count_tokens and model_path and not result.refused and train_file.is_file():
         max_length = config.training.get("max_length", 1024)
         try:
@@ -139,10 +145,7 @@ def check_model_dir(model_path: str | None) -> None:
 
 
 def run_preflight(config: JobConfig, *, for_training: bool) -> dict[str, Any]:
-    """All checks in order of cost; returns the validation report."""
-    if config.job.accelerate_config:
-        resolve_accelerate_config(config.job.accelerate_config)
-    check_output_dir(config.output_dir)
+    """The model and data checks, in order of cost (after `check_output_dir`); returns the validation report."""
     if for_training:
         check_model_dir(config.model.get("model_name_or_path"))
     # Token counting needs the tokenizer (and torch): training has a model; validate only when one is named.

@@ -1,19 +1,27 @@
-"""The TRAIN_* variable reference, generated from the same field metadata the parser uses."""
+"""The TRAIN_* variable reference (`--help`), generated from the same field metadata the parser uses.
+
+Defaults are shown as they will apply: the job's own defaults (jobs/defaults.py) for this machine's
+device, with TRL's default beside them.
+"""
 
 from __future__ import annotations
 
 import textwrap
 
 from jobs.catalog import FieldSpec, load_catalog
-from jobs.config import DEVICE_DEPENDENT_DEFAULTS, PREFIX, SAFE_TRAINING_DEFAULTS, job_fields
+from jobs.config import PREFIX, job_fields
+from jobs.defaults import Device, default_for
+from jobs.methods import METHODS
 
-SECTIONS = (
-    ("job", "The job's own settings"),
-    ("model", "Model, LoRA and quantization (TRL ModelConfig)"),
-    ("training", "Training, both methods (TRL SFTConfig / DPOConfig)"),
-    ("sft", "SFT only (TRL SFTConfig)"),
-    ("dpo", "DPO only (TRL DPOConfig)"),
-)
+
+def sections() -> list[tuple[str, str]]:
+    """(catalog group, title): the job's settings, the model's, those of every method, then each method's own."""
+    return [
+        ("job", "The job's own settings"),
+        ("model", "Model, LoRA and quantization (TRL ModelConfig)"),
+        ("training", "Training, every method (" + " / ".join(m.trl_config for m in METHODS.values()) + ")"),
+        *((name, f"{method.title}, TRAIN_METHOD={name} only") for name, method in METHODS.items()),
+    ]
 
 
 def type_label(spec: FieldSpec) -> str:
@@ -31,21 +39,23 @@ def type_label(spec: FieldSpec) -> str:
     return label + (", empty for none" if spec.get("optional") else "")
 
 
-def default_label(name: str, spec: FieldSpec, group: str) -> str:
-    if group != "job" and name in DEVICE_DEPENDENT_DEFAULTS:
-        return f"{DEVICE_DEPENDENT_DEFAULTS[name]} (job default; TRL: {spec['default']!r})"
-    if group in ("training", "sft", "dpo") and name in SAFE_TRAINING_DEFAULTS:
-        return f"{SAFE_TRAINING_DEFAULTS[name]!r} (job default; TRL: {spec['default']!r})"
-    return repr(spec["default"])
+def default_label(name: str, spec: FieldSpec, group: str, device: Device) -> str:
+    job_default = None if group == "job" else default_for(name, group, device)
+    if job_default is None:
+        return repr(spec["default"])
+    value, when = job_default
+    return f"{value!r} ({when}; TRL: {spec['default']!r})"
 
 
 def render_reference(width: int = 100) -> str:
-    sections = {"job": job_fields(), **load_catalog()}
+    catalog = {"job": job_fields(), **load_catalog()}
+    device = Device.probe_cheaply()
     out: list[str] = []
-    for group, title in SECTIONS:
+    for group, title in sections():
         out.append(f"\n{title}:")
-        for name, spec in sorted(sections[group].items()):
-            out.append(f"  {PREFIX}{name.upper()}  [{type_label(spec)}]  default: {default_label(name, spec, group)}")
+        for name, spec in sorted(catalog[group].items()):
+            label = default_label(name, spec, group, device)
+            out.append(f"  {PREFIX}{name.upper()}  [{type_label(spec)}]  default: {label}")
             if spec.get("help"):
                 out.extend(textwrap.wrap(spec["help"], width, initial_indent=" " * 6, subsequent_indent=" " * 6))
     return "\n".join(out) + "\n"

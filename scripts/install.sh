@@ -8,7 +8,7 @@ files=("$@")
 [ ${#files[@]} -gt 0 ] || files=(requirements.txt)
 here=$(cd "$(dirname "$0")/.." && pwd)
 torch_pin=$(grep -E '^torch==' "$here/requirements.txt")
-# torch first and pinned: an unpinned resolve can pull a multi-GB CUDA build (see NOTES).
+# torch first and pinned: an unpinned resolve can pull a multi-GB CUDA build instead of the local CPU wheel.
 "$python" -m pip install --quiet --upgrade pip setuptools wheel
 "$python" -m pip install --quiet "$torch_pin"
 args=()

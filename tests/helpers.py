@@ -12,6 +12,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / ".cache" / "demo-model"
+# Real third-party data files, unmodified (provenance and licences in its README.md).
+REALDATA = ROOT / "tests" / "data" / "realdata"
 
 
 @dataclass

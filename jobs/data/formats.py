@@ -19,43 +19,45 @@ _SHARED_DEFS = "conversation.defs.json"
 
 @dataclass(frozen=True)
 class Format:
+    """One schema file: its dataset kind (TRL's vocabulary) and the fields a record of it has."""
+
     name: str
-    method: str
+    kind: str
     fields: tuple[str, ...]
     conversational: bool
+    title: str
 
 
-FORMATS: dict[str, Format] = {
-    f.name: f
-    for f in (
-        Format("text", "sft", ("text",), conversational=False),
-        Format("messages", "sft", ("messages",), conversational=True),
-        Format("prompt_completion", "sft", ("prompt", "completion"), conversational=False),
-        Format("conversational_prompt_completion", "sft", ("prompt", "completion"), conversational=True),
-        Format("preference", "dpo", ("prompt", "chosen", "rejected"), conversational=False),
-        Format("conversational_preference", "dpo", ("prompt", "chosen", "rejected"), conversational=True),
-        Format("implicit_preference", "dpo", ("chosen", "rejected"), conversational=False),
-        Format("conversational_implicit_preference", "dpo", ("chosen", "rejected"), conversational=True),
-    )
-}
+def _load_formats() -> dict[str, Format]:
+    """Every `schemas/<name>.schema.json`: adding a format is adding its schema (with `x-trainjob`)."""
+    formats = {}
+    for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        meta = schema["x-trainjob"]
+        name = path.name.removesuffix(".schema.json")
+        formats[name] = Format(name, meta["kind"], tuple(schema["required"]), meta["conversational"], schema["title"])
+    return formats
 
-# Key sets that identify a format family, most specific first; plain vs conversational is decided by
-# whether the discriminating field holds a list (of messages).
-_FAMILIES: tuple[tuple[frozenset[str], str, str, str], ...] = (
-    (frozenset({"prompt", "chosen", "rejected"}), "prompt", "preference", "conversational_preference"),
-    (frozenset({"chosen", "rejected"}), "chosen", "implicit_preference", "conversational_implicit_preference"),
-    (frozenset({"prompt", "completion"}), "prompt", "prompt_completion", "conversational_prompt_completion"),
-    (frozenset({"messages"}), "messages", "messages", "messages"),
-    (frozenset({"text"}), "text", "text", "text"),
-)
+
+FORMATS: dict[str, Format] = _load_formats()
+
+# Formats sharing their required fields form a family; plain vs conversational is decided by whether the
+# family's first field holds a list (of messages). Larger key sets are more specific, so they are tried first.
+_FAMILIES: dict[frozenset[str], dict[bool, str]] = {}
+for _format in FORMATS.values():
+    _FAMILIES.setdefault(frozenset(_format.fields), {})[_format.conversational] = _format.name
+_DETECTION_ORDER = sorted(_FAMILIES, key=lambda keys: (-len(keys), sorted(keys)))
 
 
 def native_format(record: dict[str, Any]) -> str | None:
     """The native format a record's keys and value types point to, or None."""
     keys = record.keys()
-    for required, discriminator, plain, conversational in _FAMILIES:
+    for required in _DETECTION_ORDER:
         if required <= keys:
-            return conversational if isinstance(record[discriminator], list) else plain
+            family = _FAMILIES[required]
+            first = FORMATS[next(iter(family.values()))].fields[0]
+            conversational = isinstance(record[first], list)
+            return family.get(conversational) or next(iter(family.values()))
     return None
 
 

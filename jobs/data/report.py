@@ -53,6 +53,34 @@ class FileReport:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def absorb(self, other: FileReport, offset: int) -> None:
+        """Merge the report of a later part of the same file (a shard), whose lines start `offset` lines on."""
+        self.records += other.records
+        self.valid += other.valid
+        self.invalid_records += other.invalid_records
+        room = max(0, self.max_shown - len(self.errors))
+        self.errors += shifted(other.errors, offset)[:room]
+        self.error_count += other.error_count
+        self.fatal = self.fatal or other.fatal
+        self.dropped += shifted(other.dropped, offset)
+        for message, entry in other.warnings.items():
+            bucket = self.warnings.setdefault(message, {"count": 0, "examples": []})
+            bucket["count"] += entry["count"]
+            bucket["examples"] = (bucket["examples"] + shifted(entry["examples"], offset))[:EXAMPLES_PER_WARNING]
+        for name in ("duplicates", "duplicate_prompts", "leakage"):
+            bucket, theirs = getattr(self, name), getattr(other, name)
+            for key, value in theirs.items():
+                if key == "examples":
+                    bucket[key] = (bucket[key] + shifted(value, offset))[:EXAMPLES_PER_WARNING]
+                else:
+                    bucket[key] += value
+
+
+def shifted(entries: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
+    """Findings with their line numbers moved `offset` lines on."""
+    keys = ("line", "first_line")
+    return [{**e, **{k: e[k] + offset for k in keys if k in e}} for e in entries]
+
 
 def _where(bucket: dict[str, Any]) -> str:
     """'line 3, line 9 = line 2, ...': where the first examples of a finding are."""

@@ -72,27 +72,33 @@ def _conversation(messages: list[dict[str, Any]], path: str, part: str) -> list[
 
 def _texts(record: dict[str, Any], fmt: Format) -> list[tuple[str, str]]:
     if not fmt.conversational:
-        return [(f"/{name}", record[name]) for name in fmt.fields]
+        return [(f"/{name}", record[name]) for name in fmt.fields if isinstance(record[name], str)]
     return [
         (f"/{name}/{i}/content", message_text(m.get("content")))
         for name in fmt.fields
         for i, m in enumerate(record[name])
+        if isinstance(record[name], list)
     ]
 
 
 def _plain(record: dict[str, Any], fmt: Format) -> list[Finding]:
-    return [Finding(f"/{name}", "empty or whitespace-only text") for name in fmt.fields if not record[name].strip()]
+    return [Finding(path, "empty or whitespace-only text") for path, text in _texts(record, fmt) if not text.strip()]
+
+
+def _part(name: str, fmt: Format) -> str:
+    """Which part of a conversation a field holds: a whole one, a prompt, or a reply to the prompt."""
+    if name == "prompt":
+        return "prompt"
+    if name == "messages" or "prompt" not in fmt.fields:
+        return "full"  # implicit-prompt pairs: each side is a whole conversation
+    return "reply"
 
 
 def _conversations(record: dict[str, Any], fmt: Format) -> list[Finding]:
-    parts = {"messages": "full", "prompt": "prompt", "completion": "reply"}
-    if fmt.method == "dpo":
-        parts = {"prompt": "prompt", "chosen": "reply", "rejected": "reply"}
-        if "prompt" not in fmt.fields:
-            parts = {"chosen": "full", "rejected": "full"}
     findings: list[Finding] = []
     for name in fmt.fields:
-        findings += _conversation(record[name], f"/{name}", parts[name])
+        if isinstance(record[name], list):  # not the label of unpaired preference data
+            findings += _conversation(record[name], f"/{name}", _part(name, fmt))
     return findings
 
 
@@ -156,6 +162,6 @@ def check_record(record: dict[str, Any], fmt: Format) -> list[Finding]:
         if pair:
             return pair
     findings = _conversations(record, fmt) if fmt.conversational else _plain(record, fmt)
-    if fmt.method == "dpo" and not any(not f.warning for f in findings):
+    if "rejected" in fmt.fields and not any(not f.warning for f in findings):
         findings += _same_pair(record, fmt)
     return findings

@@ -11,19 +11,17 @@ sequentially, so that mixed-format errors point at the same lines as without sha
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import multiprocessing
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from jobs.data.readers import base_suffix
-
-if TYPE_CHECKING:
-    from jobs.data.validate import FileValidator
+from jobs.data.file_validator import FileValidator, TrainIndex
+from jobs.data.prepared import PreparedWriter
+from jobs.data.readers import LineCounter, base_suffix
 
 SHARD_MIN_BYTES = 32 << 20  # below this, forking costs more than it saves
 MAX_WORKERS = 8
@@ -73,9 +71,6 @@ class ShardOutcome:
 
 
 def _validate_range(job: tuple[int, int, int]) -> ShardOutcome:
-    from jobs.data.readers import LineCounter
-    from jobs.data.validate import FileValidator, PreparedWriter, TrainIndex
-
     number, start, end = job
     parent = _PARENT
     assert parent is not None
@@ -123,19 +118,3 @@ def _shape_key(validator: FileValidator) -> tuple[str, str | None]:
     assert validator.shape is not None
     fmt, adapter = validator.shape
     return fmt.name, adapter.name if adapter else None
-
-
-def copy_into(source: Path, handle: Any) -> None:
-    """Append a file to an open binary handle, in the kernel where it can."""
-    handle.flush()
-    with open(source, "rb") as src:
-        remaining = os.fstat(src.fileno()).st_size
-        with contextlib.suppress(OSError, AttributeError):
-            while remaining > 0:
-                copied = os.copy_file_range(src.fileno(), handle.fileno(), remaining)
-                if copied == 0:
-                    break
-                remaining -= copied
-        if remaining > 0:  # no copy_file_range here (other OS, other file system): copy in user space
-            src.seek(os.fstat(src.fileno()).st_size - remaining)
-            shutil.copyfileobj(src, handle, 1 << 20)

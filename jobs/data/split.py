@@ -27,16 +27,18 @@ def exact_key(data: bytes) -> int:
     return xxhash.xxh3_128_intdigest(data)
 
 
-def normalized_key(record: dict[str, Any], fields: tuple[str, ...], conversational: bool) -> int:
+def normalized_key(record: dict[str, Any], fields: tuple[str, ...]) -> int:
     """Equal for records whose texts differ only in case (ASCII) or whitespace.
 
     Built from the texts themselves, not from the JSON (where a newline is the two bytes `\\n`), so one
-    C-speed translate per text does the normalising.
+    C-speed translate per text does the normalising. A conversation contributes each turn's role and
+    content; any other value (an unpaired preference label) its JSON.
     """
     digest = xxhash.xxh3_128()
     for name in fields:
         value = record[name]
-        for role, text in ((m["role"], m["content"]) for m in value) if conversational else (("", value),):
+        turns = ((m["role"], m["content"]) for m in value) if isinstance(value, list) else (("", value),)
+        for role, text in turns:
             digest.update(b"\x1e%s\x1f" % role.encode())
             body = text if isinstance(text, str) else orjson.dumps(text).decode()
             digest.update(body.encode("utf-8", "surrogatepass").translate(_LOWER, _WHITESPACE))

@@ -1,4 +1,4 @@
-"""Monitoring: the job's Prometheus metrics (DESIGN "Metrics contract").
+"""Monitoring: the job's Prometheus metrics (listed in the README's Monitoring section).
 
 Writers (`metrics`) and the HTTP exporter (`server`) live in different processes: every process of
 the job writes its values into memory-mapped files (prometheus_client's multiprocess mode: an O(1)

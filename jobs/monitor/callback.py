@@ -6,12 +6,14 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from jobs.methods.base import Method
 from jobs.monitor.lifecycle import job_metrics
 
 
 class MetricsCallback(TrainerCallback):
-    def __init__(self) -> None:
+    def __init__(self, method: Method) -> None:
         self.metrics = job_metrics()
+        self.method = method
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
@@ -24,7 +26,7 @@ class MetricsCallback(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if state.is_world_process_zero and logs:
-            self.metrics.log(logs)
+            self.metrics.log(logs, self.method)
             self.metrics.cuda_peaks()
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from jobs.errors import EnvironmentProblem
 
 if TYPE_CHECKING:
-    from jobs.config import JobSettings
+    from jobs.config import JobConfig
     from jobs.monitor.metrics import JobMetrics
 
 logger = logging.getLogger(__name__)
@@ -74,8 +74,9 @@ def _wait_ready(process: subprocess.Popen[bytes], url: str) -> None:
     raise EnvironmentProblem(f"the metrics exporter did not answer on {url} within {READY_TIMEOUT:.0f} s")
 
 
-def start(settings: JobSettings, model: str, run_id: str) -> Exporter | None:
+def start(config: JobConfig) -> Exporter | None:
     """Start the exporter process for this job, or nothing when TRAIN_METRICS_PORT=0."""
+    settings = config.job
     if not settings.metrics_port:
         return None
     directory = Path(tempfile.mkdtemp(prefix="trainjob-metrics-"))
@@ -93,20 +94,22 @@ def start(settings: JobSettings, model: str, run_id: str) -> Exporter | None:
         _cleanup(exporter)
         raise
     metrics = job_metrics()
-    metrics.set_info(method=str(settings.method), model=model, run_id=run_id)
+    model = str(config.model.get("model_name_or_path", ""))
+    metrics.set_info(method=config.method, model=model, run_id=config.run_id)
     metrics.set_phase("validating")
     return exporter
 
 
-def finish(exporter: Exporter | None, settings: JobSettings, exit_code: int, run_id: str) -> None:
+def finish(exporter: Exporter | None, config: JobConfig, exit_code: int) -> None:
     """Record the outcome, push it if asked, keep serving for the linger time, then stop."""
     if exporter is None:
         return
+    settings = config.job
     metrics = job_metrics()
     metrics.exit_code.set(exit_code)
     metrics.set_phase("done" if exit_code == 0 else "failed")
     if settings.pushgateway_url:
-        push_outcome(settings.pushgateway_url, str(settings.method), run_id, exit_code)
+        push_outcome(settings.pushgateway_url, config.method, config.run_id, exit_code)
     if settings.metrics_linger_seconds > 0:
         logger.info(
             "serving the final metrics for %.0f s (TRAIN_METRICS_LINGER_SECONDS)", settings.metrics_linger_seconds

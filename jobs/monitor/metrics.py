@@ -1,7 +1,8 @@
 """The job's metrics and the one object that writes them (any process; values go to the shared directory).
 
-Import only after `lifecycle.prepare_environment()` set PROMETHEUS_MULTIPROC_DIR (the entrypoint does it
-first thing): prometheus_client picks its value storage when a metric is created.
+Create `JobMetrics` only after `lifecycle.start()` set PROMETHEUS_MULTIPROC_DIR (the entrypoint does it
+first thing): prometheus_client picks its value storage when a metric is created. Each method's own
+metrics (`trainjob_<method>_<name>`) come from its registry entry (jobs/methods/).
 """
 
 from __future__ import annotations
@@ -12,30 +13,18 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from jobs.methods import METHODS
+from jobs.methods.base import Method
+
 INSTANCE: JobMetrics | None = None  # set by lifecycle.job_metrics()
 PHASES = ("validating", "loading", "training", "saving", "done", "failed")
-# TRL log key -> gauge name (without the prefix); DPO keys only appear in DPO runs.
+# TRL log key -> (gauge name without the prefix, help), for every method.
 LOG_GAUGES = {
-    "loss": "loss",
-    "eval_loss": "eval_loss",
-    "learning_rate": "learning_rate",
-    "grad_norm": "grad_norm",
-    "epoch": "epoch",
-    "rewards/accuracies": "dpo_reward_accuracy",
-    "rewards/margins": "dpo_reward_margin",
-    "rewards/chosen": "dpo_chosen_reward",
-    "rewards/rejected": "dpo_rejected_reward",
-}
-_HELP = {
-    "loss": "Training loss at the last logging step.",
-    "eval_loss": "Evaluation loss at the last evaluation.",
-    "learning_rate": "Learning rate at the last logging step.",
-    "grad_norm": "Gradient norm (before clipping) at the last logging step.",
-    "epoch": "Fractional epoch at the last logging step.",
-    "dpo_reward_accuracy": "DPO: fraction of pairs whose chosen reward beats the rejected one (0..1).",
-    "dpo_reward_margin": "DPO: mean chosen minus rejected reward.",
-    "dpo_chosen_reward": "DPO: mean implicit reward of the chosen completions.",
-    "dpo_rejected_reward": "DPO: mean implicit reward of the rejected completions.",
+    "loss": ("loss", "Training loss at the last logging step."),
+    "eval_loss": ("eval_loss", "Evaluation loss at the last evaluation."),
+    "learning_rate": ("learning_rate", "Learning rate at the last logging step."),
+    "grad_norm": ("grad_norm", "Gradient norm (before clipping) at the last logging step."),
+    "epoch": ("epoch", "Fractional epoch at the last logging step."),
 }
 
 
@@ -63,7 +52,10 @@ class JobMetrics:
         )
         self.save_steps = _gauge("save_steps", "Optimizer steps between checkpoints (absent: not by steps).", registry)
         self.exit_code = _gauge("exit_code", "The job's exit code, once it has one (see README).", registry)
-        self.logged = {name: _gauge(name, _HELP[name], registry) for name in LOG_GAUGES.values()}
+        self.logged = {name: _gauge(name, text, registry) for name, text in LOG_GAUGES.values()}
+        for method in METHODS.values():  # every method's, so the exporter's series do not depend on the run
+            self.logged.update({f"{method.name}_{m.name}": _gauge(f"{method.name}_{m.name}", m.help, registry)
+                                for m in method.metrics})  # fmt: skip
         self.tokens = Counter("trainjob_tokens", "Tokens trained on (TRL num_tokens).", registry=registry)
         self.checkpoints = Counter("trainjob_checkpoints", "Complete checkpoints written.", registry=registry)
         self.nonfinite = Counter(
@@ -114,8 +106,11 @@ class JobMetrics:
         if done > 0:
             self.eta.set((time.monotonic() - started) / done * max(0, max_steps - global_step))
 
-    def log(self, logs: dict[str, Any]) -> None:
-        for key, name in LOG_GAUGES.items():
+    def log(self, logs: dict[str, Any], method: Method) -> None:
+        """TRL's logged values: the shared ones, and those of the running method."""
+        names = {key: name for key, (name, _) in LOG_GAUGES.items()}
+        names.update({m.log_key: f"{method.name}_{m.name}" for m in method.metrics})
+        for key, name in names.items():
             value = logs.get(key)
             if isinstance(value, (int, float)):
                 self.logged[name].set(value)

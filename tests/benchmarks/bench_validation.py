@@ -21,9 +21,10 @@ from pathlib import Path
 import orjson
 
 from tests.benchmarks import ROOT, publish
+from tests.helpers import REALDATA
 
 CACHE = ROOT / ".cache" / "bench"
-SOURCE = ROOT.parent / "shared" / "realdata" / "foundry_orca_dpo_pairs_validation.jsonl"
+SOURCE = REALDATA / "foundry_orca_dpo_pairs_validation.jsonl"
 SIZES = (20_000, 200_000)
 REPEATS = 3
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.checkpoints import COMPLETE_MARKER, latest_complete_checkpoint, publish_final
+from jobs.checkpoints import latest_complete_checkpoint, publish_final
+from jobs.layout import COMPLETE_MARKER, OutputLayout
 from tests.helpers import run_entrypoint
 
 
@@ -23,12 +24,12 @@ def test_newest_complete_checkpoint_wins_and_incomplete_ones_are_skipped(tmp_pat
     newest_complete = _checkpoint(tmp_path, 10, complete=True)
     _checkpoint(tmp_path, 15, complete=False)  # a pod killed mid-save leaves this
     (tmp_path / "checkpoint-x").mkdir()
-    assert latest_complete_checkpoint(tmp_path) == newest_complete
+    assert latest_complete_checkpoint(OutputLayout(tmp_path)) == newest_complete
 
 
 def test_no_checkpoint_means_a_fresh_start(tmp_path: Path) -> None:
-    assert latest_complete_checkpoint(tmp_path) is None
-    assert latest_complete_checkpoint(tmp_path / "missing") is None
+    assert latest_complete_checkpoint(OutputLayout(tmp_path)) is None
+    assert latest_complete_checkpoint(OutputLayout(tmp_path / "missing")) is None
 
 
 def test_publishing_keeps_the_previous_final_model(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
-from jobs.config import JobConfig, load_config, parse_value, redact
+from jobs.config import ACCELERATE_CONFIG_DIR, RUN_ID_VARIABLE, JobConfig, load_config, parse_value, redact
 from jobs.errors import ConfigError
 
 BASE = {"TRAIN_METHOD": "dpo", "TRAIN_DATA_PATH": "pairs.jsonl"}
@@ -109,3 +110,27 @@ def test_secrets_are_redacted_at_any_depth() -> None:
 def test_config_knows_its_method() -> None:
     config = load_config(BASE)
     assert isinstance(config, JobConfig) and config.method == "dpo"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in ACCELERATE_CONFIG_DIR.glob("*.yaml")))
+def test_every_shipped_accelerate_config_resolves_and_parses(name: str) -> None:
+    config = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": name})
+    assert config.accelerate_config == ACCELERATE_CONFIG_DIR / f"{name}.yaml"
+    settings = yaml.safe_load(config.accelerate_config.read_text())
+    assert settings["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED"}
+    assert settings["num_processes"] >= 1
+
+
+def test_an_accelerate_config_may_be_a_path_and_a_bad_name_is_reported_with_the_rest(tmp_path) -> None:
+    own = tmp_path / "mine.yaml"
+    own.write_text("distributed_type: NO\n")
+    assert load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": str(own)}).accelerate_config == own
+    with pytest.raises(ConfigError) as error:
+        load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "zero9", "TRAIN_MAX_STEPS": "x"})
+    assert len(error.value.problems) == 2 and "zero2" in error.value.report()
+
+
+def test_the_run_id_is_made_once_and_handed_to_the_ranks() -> None:
+    first, second = load_config(BASE), load_config(BASE)
+    assert first.run_id != second.run_id and len(first.run_id) == 12
+    assert load_config({**BASE, RUN_ID_VARIABLE: "abc123"}).run_id == "abc123"

@@ -10,35 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.errors import ConfigError
-from jobs.launch import _recorded_exit_code, record_rank_outcome, resolve_accelerate_config, status_dir
+from jobs.layout import OutputLayout
 from tests.helpers import ROOT, clean_env
-from tests.jobs.monitor.test_exporter import free_port, get, wait_for
-
-
-@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "accelerate_configs").glob("*.yaml")))
-def test_every_shipped_accelerate_config_resolves_and_parses(name: str) -> None:
-    import yaml
-
-    path = resolve_accelerate_config(name)
-    config = yaml.safe_load(path.read_text())
-    assert config["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED"}
-    assert config["num_processes"] >= 1
-
-
-def test_an_unknown_accelerate_config_lists_the_shipped_ones() -> None:
-    with pytest.raises(ConfigError, match="zero2"):
-        resolve_accelerate_config("zero9")
-
-
-def test_a_specific_rank_outcome_outranks_the_launchers_generic_failure(tmp_path: Path, monkeypatch) -> None:
-    for rank, code in (("0", 1), ("1", 3)):
-        monkeypatch.setenv("RANK", rank)
-        record_rank_outcome(tmp_path, code)
-    assert _recorded_exit_code(tmp_path) == 3
-    (status_dir(tmp_path) / "rank-2.json").write_text("not json")
-    assert _recorded_exit_code(tmp_path) == 3
-    assert _recorded_exit_code(tmp_path / "none") is None
+from tests.support.servers import free_port, get, wait_for
 
 
 @pytest.mark.slow
@@ -60,5 +34,5 @@ def test_two_gloo_processes_train_one_model_and_rank_0_reports_it(demo_model: st
     assert "trainjob_global_step 10.0" in final and "trainjob_dpo_reward_margin" in final
     manifest = json.loads((tmp_path / "final" / "run_manifest.json").read_text())
     assert manifest["world_size"] == 2
-    outcomes = sorted(p.name for p in status_dir(tmp_path).iterdir())
+    outcomes = sorted(p.name for p in OutputLayout(tmp_path).rank_status.iterdir())
     assert outcomes == ["rank-0.json", "rank-1.json"]

@@ -10,21 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import ROOT
+from tests.support.rules import RULES, alerts, promtool
 
-RULES = ROOT / "k8s" / "monitoring" / "prometheusrule.yaml"
 UNIT_TESTS = Path(__file__).with_name("alerts.test.yaml")
-
-
-def promtool() -> str:
-    found = shutil.which("promtool")
-    assert found, "promtool is missing: install Debian's prometheus package (.ci/run does)"
-    return found
-
-
-def alerts() -> list[dict[str, Any]]:
-    spec = yaml.safe_load(RULES.read_text())["spec"]
-    return [rule for group in spec["groups"] for rule in group["rules"] if "alert" in rule]
 
 
 def test_promtool_accepts_the_rules_with_their_annotations(tmp_path: Path) -> None:

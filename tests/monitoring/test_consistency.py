@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from jobs.monitor.gpu import GpuCollector
 from jobs.monitor.system import JobProcessCollector
 from tests.helpers import ROOT
-from tests.jobs.monitor.test_gpu import FakeNvml
-from tests.monitoring.test_alerts import alerts, promtool
+from tests.support.nvml import FakeNvml
+from tests.support.rules import alerts, promtool
 
 DASHBOARD = ROOT / "k8s" / "monitoring" / "grafana-dashboard.json"
 EXTERNAL = {"up", "kube_job_failed", "kube_job_labels", "kube_job_status_active"}

@@ -8,14 +8,25 @@ import yaml
 
 from tests.helpers import ROOT
 
-DASHBOARD = ROOT / "k8s" / "monitoring" / "grafana-dashboard.json"
-CONFIGMAP = ROOT / "k8s" / "monitoring" / "grafana-dashboard-configmap.yaml"
+MONITORING = ROOT / "k8s" / "monitoring"
+DASHBOARD = MONITORING / "grafana-dashboard.json"
+KUSTOMIZATION = MONITORING / "kustomization.yaml"
 
 
-def test_the_configmap_ships_exactly_the_dashboard() -> None:
-    configmap = yaml.safe_load(CONFIGMAP.read_text())
-    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert json.loads(configmap["data"]["trainjob.json"]) == json.loads(DASHBOARD.read_text())
+def test_kustomize_ships_exactly_the_dashboard_file_as_a_configmap() -> None:
+    """`kubectl apply -k k8s/monitoring` generates the ConfigMap from the one JSON file (no second copy)."""
+    kustomization = yaml.safe_load(KUSTOMIZATION.read_text())
+    assert sorted(kustomization["resources"]) == ["podmonitor.yaml", "prometheusrule.yaml"]
+    assert all((MONITORING / name).is_file() for name in kustomization["resources"])
+    [generator] = kustomization["configMapGenerator"]
+    assert generator["name"] == "trainjob-dashboard"
+    assert generator["files"] == ["trainjob.json=grafana-dashboard.json"]  # key = file, exactly that file
+    assert "literals" not in generator and "envs" not in generator
+    assert generator["options"]["labels"]["grafana_dashboard"] == "1"  # what Grafana's sidecar selects on
+    assert generator["options"]["disableNameSuffixHash"] is True  # a stable name for the sidecar and for kubectl
+    json.loads(DASHBOARD.read_text())  # the generated ConfigMap carries valid JSON
+    shipped = {p.name for p in MONITORING.iterdir()}
+    assert shipped == {"kustomization.yaml", "grafana-dashboard.json", *kustomization["resources"]}
 
 
 def test_variables_and_panels() -> None:

@@ -12,9 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import run_entrypoint
+from tests.helpers import REALDATA, run_entrypoint
 
-REALDATA = Path(__file__).resolve().parents[4] / "shared" / "realdata"
 GOOD_SFT = {"messages": [{"role": "user", "content": "Count on from 1."}, {"role": "assistant", "content": "2 3 4"}]}
 GOOD_DPO = {"prompt": "2+2?", "chosen": "4", "rejected": "5"}
 
@@ -62,7 +61,7 @@ BAD_INPUTS = [
                  ":2 /messages/1/content: empty assistant turn", id="whitespace-only-text"),
     pytest.param("dpo", "t.jsonl", _sft({"prompt": "", "chosen": "a", "rejected": "b"}), ":1 /prompt: empty or whitespace",
                  id="empty-text"),
-    pytest.param("dpo", "t.jsonl", _sft(GOOD_SFT), "this is SFT data (messages), but TRAIN_METHOD=dpo", id="wrong-method"),
+    pytest.param("dpo", "t.jsonl", _sft(GOOD_SFT), "this is language modeling data (messages), but TRAIN_METHOD=dpo trains on preference data; set TRAIN_METHOD to sft", id="wrong-method"),
     pytest.param("sft", "t.csv", b"text\nhello\n", "unsupported file type", id="unsupported-suffix"),
 ]  # fmt: skip
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import typing
 from typing import Any
 
 import jsonschema
 import pytest
 
-from jobs.config import DataFormat
+from jobs.config import DATA_FORMATS, job_fields
 from jobs.data.adapters import ADAPTERS
 from jobs.data.formats import FORMATS, SCHEMA_DIR, SchemaChecker, load_schema, native_format
 
@@ -19,11 +18,14 @@ def test_every_format_has_a_valid_2020_12_schema(name: str) -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert (SCHEMA_DIR / f"{name}.schema.json").is_file()
-    assert schema["x-trainjob"]["method"] == FORMATS[name].method
+    assert schema["x-trainjob"]["kind"] in {"language_modeling", "prompt_completion", "preference",
+                                            "unpaired_preference"}  # TRL's dataset types  # fmt: skip
+    assert FORMATS[name].fields == tuple(schema["required"])
 
 
 def test_the_data_format_setting_lists_every_format_and_adapter() -> None:
-    assert set(typing.get_args(DataFormat)) == {"auto", *FORMATS, *ADAPTERS}
+    assert set(DATA_FORMATS) == {"auto", *FORMATS, *ADAPTERS}
+    assert job_fields()["data_format"]["choices"] == list(DATA_FORMATS)
 
 
 @pytest.mark.parametrize(

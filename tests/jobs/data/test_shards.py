@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from jobs.data import shards
-from jobs.data.validate import Policy, ValidationResult, validate_dataset
+from jobs.data.validate import ValidationResult, validate_dataset
+from jobs.preflight import data_policy
 
 
 def _run(path: Path, out: Path, sharded: bool, monkeypatch: pytest.MonkeyPatch, **policy) -> ValidationResult:
     with monkeypatch.context() as patch:
         patch.setattr(shards, "SHARD_MIN_BYTES", 1 if sharded else 1 << 60)
         patch.setattr(shards, "worker_count", lambda: 3)  # three ranges even on a one-CPU machine
-        return validate_dataset(path, policy.pop("evaluation", None), Policy(**policy), out)
+        return validate_dataset(path, policy.pop("evaluation", None), data_policy(**policy), out)
 
 
 def _comparable(result: ValidationResult) -> list[dict]:

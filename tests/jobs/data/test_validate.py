@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jobs.data.validate import Policy, validate_dataset
+from jobs.data.validate import validate_dataset
+from jobs.preflight import data_policy
 from tests.helpers import run_entrypoint, write_jsonl
 
 
@@ -24,9 +25,9 @@ def test_the_split_is_seeded_reproducible_and_keeps_near_duplicates_together(tmp
     records = _pairs(400)
     records += [{**r, "chosen": r["chosen"].upper() + "  "} for r in records[:50]]  # near-duplicates of 50
     data = write_jsonl(tmp_path / "d.jsonl", records)
-    first = validate_dataset(data, None, Policy(method="dpo", eval_split=0.2, seed=3), tmp_path / "a")
-    validate_dataset(data, None, Policy(method="dpo", eval_split=0.2, seed=3), tmp_path / "b")
-    validate_dataset(data, None, Policy(method="dpo", eval_split=0.2, seed=4), tmp_path / "c")
+    first = validate_dataset(data, None, data_policy("dpo", eval_split=0.2, seed=3), tmp_path / "a")
+    validate_dataset(data, None, data_policy("dpo", eval_split=0.2, seed=3), tmp_path / "b")
+    validate_dataset(data, None, data_policy("dpo", eval_split=0.2, seed=4), tmp_path / "c")
     assert first.refused is None
     assert _prepared(tmp_path / "a", "eval") == _prepared(tmp_path / "b", "eval")
     assert _prepared(tmp_path / "a", "eval") != _prepared(tmp_path / "c", "eval")
@@ -41,12 +42,12 @@ def test_a_separate_eval_file_that_leaks_is_refused_or_dropped(tmp_path: Path) -
     train = write_jsonl(tmp_path / "train.jsonl", _pairs(50))
     leaked = [_pairs(3)[0], {**_pairs(3)[1], "prompt": "QUESTION 1?\n"}]  # exact, and after normalising
     evaluation = write_jsonl(tmp_path / "eval.jsonl", leaked + _pairs(60, start=50))
-    refused = validate_dataset(train, evaluation, Policy(method="dpo"), tmp_path / "p")
+    refused = validate_dataset(train, evaluation, data_policy("dpo"), tmp_path / "p")
     leakage = refused.files[1].leakage
     assert refused.refused and (leakage["exact"], leakage["normalized"]) == (1, 1)
     assert [e["line"] for e in refused.files[1].errors] == [1, 2]
     assert not (tmp_path / "p" / "train.jsonl").exists()  # nothing half-written is left for training
-    dropped = validate_dataset(train, evaluation, Policy(method="dpo", drop_invalid=True, max_invalid_fraction=0.2),
+    dropped = validate_dataset(train, evaluation, data_policy("dpo", drop_invalid=True, max_invalid_fraction=0.2),
                                tmp_path / "q")  # fmt: skip
     assert dropped.refused is None
     assert [d["line"] for d in dropped.files[1].dropped] == [1, 2]
@@ -77,7 +78,7 @@ def test_a_forced_format_validates_every_record_against_it(tmp_path: Path) -> No
 
 def test_errors_beyond_the_shown_ones_are_counted(tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "d.jsonl", [{"text": " "}] * 30)
-    result = validate_dataset(data, None, Policy(method="sft", max_shown=5), tmp_path / "p")
+    result = validate_dataset(data, None, data_policy("sft", max_shown=5), tmp_path / "p")
     assert len(result.files[0].errors) == 5 and result.files[0].error_count == 30
 
 

@@ -13,42 +13,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from tests.helpers import ROOT, clean_env, run_entrypoint
-
-RULES = ROOT / "k8s" / "monitoring" / "prometheusrule.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return response.read().decode()
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except OSError:
-            result = None
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+from tests.support.rules import RULES
+from tests.support.servers import free_port, get, started, wait_for
 
 
 def short_interval_rules(path: Path) -> Path:
@@ -75,19 +49,12 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[int, int]]:
             {"targets": [f"127.0.0.1:{exporter_port}"], "labels": {"namespace": "test", "pod": "live"}}]}],
     }  # fmt: skip
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=log,
-    )  # fmt: skip
-    try:
+    args = ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}"]  # fmt: skip
+    # Stopped by its own handle at teardown, whether the test passed or not.
+    with open(tmp_path / "prometheus.log", "wb") as log, started(args, stdout=log, stderr=log):
         wait_for(lambda: get(f"http://127.0.0.1:{port}/-/ready"), 30, "Prometheus to start")
         yield exporter_port, port
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def query(port: int, expr: str) -> float | None:
@@ -154,9 +121,9 @@ def test_a_busy_metrics_port_is_an_environment_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_the_outcome_lingers_and_is_pushed_to_a_pushgateway(demo_model: str, tmp_path: Path) -> None:
     gateway_port, exporter_port = free_port(), free_port()
-    gateway = subprocess.Popen(["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway_port}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
+    gateway = ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gateway_port}"]
+    # Both processes are stopped by their own handles when the block ends, whether the test passed or not.
+    with started(gateway, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         wait_for(lambda: get(f"http://127.0.0.1:{gateway_port}/-/ready"), 30, "the Pushgateway")
         env = clean_env(
             TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
@@ -164,15 +131,12 @@ def test_the_outcome_lingers_and_is_pushed_to_a_pushgateway(demo_model: str, tmp
             TRAIN_METRICS_ADDR="127.0.0.1", TRAIN_METRICS_LINGER_SECONDS="30",
             TRAIN_PUSHGATEWAY_URL=f"http://127.0.0.1:{gateway_port}",
         )  # fmt: skip
-        run = subprocess.Popen([sys.executable, "entrypoint.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
-        final = wait_for(lambda: "trainjob_exit_code 0.0" in (s := get(f"http://127.0.0.1:{exporter_port}/metrics"))
-                         and s, 120, "the final exit code while lingering")  # fmt: skip
-        assert 'trainjob_phase{phase="done"} 1.0' in final
-        pushed = get(f"http://127.0.0.1:{gateway_port}/metrics")
-        assert 'trainjob_exit_code{instance="",job="trainjob",method="sft",run_id=' in pushed
-        run.send_signal(signal.SIGTERM)  # ends the linger early
-        assert run.wait(timeout=30) == 0
-    finally:
-        gateway.terminate()
-        gateway.wait(timeout=30)
+        with started([sys.executable, "entrypoint.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL) as run:  # fmt: skip
+            final = wait_for(lambda: "trainjob_exit_code 0.0" in (s := get(f"http://127.0.0.1:{exporter_port}/metrics"))
+                             and s, 120, "the final exit code while lingering")  # fmt: skip
+            assert 'trainjob_phase{phase="done"} 1.0' in final
+            pushed = get(f"http://127.0.0.1:{gateway_port}/metrics")
+            assert 'trainjob_exit_code{instance="",job="trainjob",method="sft",run_id=' in pushed
+            run.send_signal(signal.SIGTERM)  # ends the linger early
+            assert run.wait(timeout=30) == 0

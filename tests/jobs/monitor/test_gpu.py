@@ -1,68 +1,18 @@
 """GPU collector: the NVML -> metric mapping, and no GPU series at all where there is no NVML.
 
 NVML cannot exist on this GPU-less machine, so the mapping test uses a stand-in NVML module (a mock,
-named as such). The real collector is run on a GPU machine when one is lent (see the issue's note).
+named as such: `tests/support/nvml.py`). The real collector is run on a GPU machine when one is lent
+(see the issue's note).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
 from jobs.monitor.gpu import GpuCollector, gpu_collector
-
-
-class FakeNvml:
-    """Mock of the pynvml calls the collector makes: two GPUs, the second without energy readings."""
-
-    NVML_TEMPERATURE_GPU = 0
-    nvmlEventTypeXidCriticalError = 8
-
-    class NVMLError(Exception):
-        pass
-
-    def __init__(self) -> None:
-        self.pending_xids = [1]  # one XID on GPU 1, then none
-
-    def nvmlDeviceGetCount(self) -> int:
-        return 2
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetIndex(self, handle: int) -> int:
-        return handle
-
-    def nvmlEventSetCreate(self) -> str:
-        return "events"
-
-    def nvmlDeviceRegisterEvents(self, handle: int, kinds: int, events: str) -> None:
-        pass
-
-    def nvmlEventSetWait_v2(self, events: str, timeout: int) -> Any:
-        if not self.pending_xids:
-            raise self.NVMLError("timeout")
-        return SimpleNamespace(device=self.pending_xids.pop())
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> Any:
-        return SimpleNamespace(used=(handle + 1) * 2**30, total=80 * 2**30)
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
-        return SimpleNamespace(gpu=[97, 3][handle])
-
-    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:
-        return [71, 44][handle]
-
-    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
-        return [612_500, 88_000][handle]  # milliwatts
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> int:
-        if handle == 1:
-            raise self.NVMLError("not supported")
-        return 5_000_000  # millijoules
+from tests.support.nvml import FakeNvml
 
 
 def _scrape_text(collector: GpuCollector) -> str:

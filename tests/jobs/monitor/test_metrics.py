@@ -12,6 +12,7 @@ from tests.helpers import ROOT
 # Each case runs in a fresh interpreter: prometheus_client fixes its storage at the first metric.
 WRITER = """
 import sys
+from jobs.methods import METHODS
 from jobs.monitor.lifecycle import job_metrics
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -20,10 +21,11 @@ m.set_info("dpo", "/models/base", "run1")
 m.set_phase("validating")
 m.start_training(0, 100, save_steps=50)
 m.log({"loss": 0.7, "learning_rate": 1e-5, "grad_norm": 2.0, "num_tokens": 500.0, "epoch": 0.1,
-       "rewards/margins": 0.3, "rewards/accuracies": 0.75, "rewards/chosen": 0.2, "rewards/rejected": -0.1})
+       "rewards/margins": 0.3, "rewards/accuracies": 0.75, "rewards/chosen": 0.2, "rewards/rejected": -0.1},
+      METHODS["dpo"])
 m.step(10, 100)
-m.log({"loss": float("nan"), "num_tokens": 1200.0})
-m.log({"eval_loss": 0.9})
+m.log({"loss": float("nan"), "num_tokens": 1200.0}, METHODS["dpo"])
+m.log({"eval_loss": 0.9}, METHODS["dpo"])
 m.checkpoint_saved()
 m.exit_code.set(0)
 registry = CollectorRegistry()

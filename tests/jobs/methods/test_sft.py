@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from jobs.demo import sft_records
+from jobs.methods.sft import demo_records
 from tests.helpers import falls, run_entrypoint, write_jsonl
 
 
@@ -29,7 +29,7 @@ SFT_SETTINGS = {"TRAIN_MAX_STEPS": "40", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEAR
 @pytest.mark.slow
 @pytest.mark.parametrize("data_format", ["text", "messages", "prompt_completion", "conversational_prompt_completion"])
 def test_sft_loss_falls_on_every_format(data_format: str, demo_model: str, tmp_path: Path) -> None:
-    data = write_jsonl(tmp_path / "train.jsonl", [_as_format(r, data_format) for r in sft_records(200)])
+    data = write_jsonl(tmp_path / "train.jsonl", [_as_format(r, data_format) for r in demo_records(200)])
     out = tmp_path / "out"
     run = run_entrypoint(
         TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH=str(data),
@@ -43,7 +43,7 @@ def test_sft_loss_falls_on_every_format(data_format: str, demo_model: str, tmp_p
 
 @pytest.mark.slow
 def test_qlora_sft_trains_a_4bit_model_on_cpu(demo_model: str, tmp_path: Path) -> None:
-    data = write_jsonl(tmp_path / "train.jsonl", sft_records(200))
+    data = write_jsonl(tmp_path / "train.jsonl", demo_records(200))
     out = tmp_path / "out"
     run = run_entrypoint(
         TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH=str(data),

@@ -1,0 +1,303 @@
+"""One file, one streaming pass: read, convert, check, split and write each record.
+
+Both the sequential path and the sharded one (jobs/data/shards.py) run this validator; a shard's
+findings are merged into its file's with `absorb`.
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from jobs.data.adapters import ADAPTERS, Adapter, detect_adapter
+from jobs.data.formats import FORMATS, Format, SchemaChecker, native_format
+from jobs.data.prepared import PreparedWriter
+from jobs.data.readers import FatalReadError, Unparsable, iter_records
+from jobs.data.report import FileReport
+from jobs.data.semantics import Finding, check_record, hygiene, message_text
+from jobs.data.split import canonical, exact_key, goes_to_eval, normalized_key
+from jobs.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+_KEPT_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How to judge the data: what the method trains on, and what to do with bad records."""
+
+    method: str
+    dataset_kinds: tuple[str, ...]  # TRL's dataset kinds that the method trains on
+    # For a file of another kind: which methods would take it, for the error's hint.
+    methods_by_kind: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    data_format: str = "auto"
+    drop_invalid: bool = False
+    max_invalid_fraction: float = 0.01
+    max_shown: int = 20
+    eval_split: float = 0.0
+    seed: int = 42
+
+
+@dataclass
+class TrainIndex:
+    """Keys of the accepted training records, for the leakage check of evaluation records."""
+
+    exact: dict[int, int] = field(default_factory=dict)  # key -> line in the training file
+    normalized: dict[int, int] = field(default_factory=dict)
+
+
+def prepared_record(record: dict[str, Any], fmt: Format) -> dict[str, Any]:
+    """Only the format's fields; text-only content parts become strings (one Arrow type per column)."""
+    if not fmt.conversational:
+        return {name: record[name] for name in fmt.fields}
+    return {name: _prepared_messages(record[name]) for name in fmt.fields}
+
+
+def _prepared_messages(value: Any) -> Any:
+    if not isinstance(value, list):  # a non-conversation field, such as an unpaired preference label
+        return value
+    return [
+        {**{k: m[k] for k in _KEPT_MESSAGE_KEYS if k in m}, "content": _flat_content(m.get("content"))} for m in value
+    ]
+
+
+def _flat_content(content: Any) -> Any:
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return message_text(content)
+    return content
+
+
+def _prompt_part(record: dict[str, Any], fmt: Format) -> Any:
+    if "prompt" in fmt.fields:
+        return record["prompt"]
+    return record["chosen"][:-1] if fmt.conversational else None
+
+
+def text_length(record: dict[str, Any], fmt: Format) -> int:
+    total = 0
+    for name in fmt.fields:
+        value = record[name]
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, list):
+            total += sum(len(message_text(m.get("content"))) for m in value)
+    return total
+
+
+class FileValidator:
+    """Validates one file in one pass, writing what it accepts."""
+
+    def __init__(
+        self, path: Path, role: str, policy: Policy, writer: PreparedWriter, index: TrainIndex, *, has_eval: bool
+    ) -> None:
+        self.path, self.role, self.policy, self.writer, self.index = path, role, policy, writer, index
+        # Normalised keys cost more than the rest of a record's checks: only computed when there is an eval set.
+        self.needs_normalized = has_eval
+        self.quiet = False  # shard workers leave the adapter notice to the parent
+        self.report = FileReport(path=str(path), role=role, max_shown=policy.max_shown)
+        self.shape: tuple[Format, Adapter | None] | None = None
+        self.shape_line = 0
+        self.checker: SchemaChecker | None = None
+        self.seen: dict[int, int] = {}
+        self.prompts: dict[int, int] = {}
+        self.lengths = array("I")
+
+    def run(self, records: Iterable[tuple[int, Any]] | None = None) -> FileReport:
+        for line, item in records if records is not None else iter_records(self.path):
+            if isinstance(item, FatalReadError):
+                self.report.fatal = f"{self.path}:{line}: {item.message}"
+                break
+            self.report.records += 1
+            self._process(line, item)
+        return self.report
+
+    def _process(self, line: int, item: Any) -> None:
+        if isinstance(item, Unparsable):
+            return self._reject(line, [("/", item.message)])
+        if not isinstance(item, dict):
+            kind = "null" if item is None else type(item).__name__
+            return self._reject(line, [("/", f"expected a JSON object, got {kind}")])
+        shape = self._shape(line, item)
+        if shape is None:
+            return None
+        fmt, adapter = shape
+        try:
+            record = adapter.convert(item) if adapter else item
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            name = adapter.name if adapter else fmt.name
+            return self._reject(line, [("/", f"cannot convert from {name}: {error!r}")])
+        return self._check(line, record, fmt, converted=adapter is not None)
+
+    def _check(self, line: int, record: dict[str, Any], fmt: Format, converted: bool) -> None:
+        assert self.checker is not None
+        if not self.checker.is_valid(record):
+            return self._reject(line, self.checker.violations(record), converted=converted)
+        findings = check_record(record, fmt)
+        self._warn(line, findings)
+        errors = [(f.path, f.message) for f in findings if not f.warning]
+        if errors:
+            return self._reject(line, errors, converted=converted)
+        return self._accept(line, record, fmt)
+
+    def _detect(self, item: dict[str, Any]) -> tuple[Format, Adapter | None] | None:
+        chosen = self.policy.data_format
+        if chosen in ADAPTERS:
+            return FORMATS[ADAPTERS[chosen].target], ADAPTERS[chosen]
+        if chosen in FORMATS:
+            return FORMATS[chosen], None
+        adapter = detect_adapter(item)
+        if adapter:
+            return FORMATS[adapter.target], adapter
+        name = native_format(item)
+        return (FORMATS[name], None) if name else None
+
+    def _shape(self, line: int, item: dict[str, Any]) -> tuple[Format, Adapter | None] | None:
+        if self.shape is not None and self._same_shape(item):
+            return self.shape
+        shape = self._detect(item)
+        if shape is None:
+            keys = ", ".join(sorted(item)) or "none"
+            self._reject(line, [("/", f"unknown format (keys: {keys}); see schemas/ or set TRAIN_DATA_FORMAT")])
+            return None
+        if self.shape is None:
+            self._lock(line, shape)
+        elif shape != self.shape:
+            name, locked = _shape_name(shape), _shape_name(self.shape)
+            self._reject(line, [("/", f"format {name} differs from the file's format {locked} (line "
+                                      f"{self.shape_line}); one file holds one format")])  # fmt: skip
+            return None
+        return shape
+
+    def _same_shape(self, item: dict[str, Any]) -> bool:
+        """The cheap test for the common case: this record has the shape the file's first record had."""
+        assert self.shape is not None
+        fmt, adapter = self.shape
+        if adapter is not None:
+            return self.policy.data_format == adapter.name or adapter.matches(item)
+        return self.policy.data_format == fmt.name or native_format(item) == fmt.name
+
+    def _lock(self, line: int, shape: tuple[Format, Adapter | None]) -> None:
+        fmt, adapter = shape
+        if fmt.kind not in self.policy.dataset_kinds:
+            raise DataError(self._wrong_kind(line, shape))
+        self.shape, self.shape_line = shape, line
+        self.checker = SchemaChecker(fmt.name)
+        self.report.format, self.report.adapter = fmt.name, adapter.name if adapter else None
+        self._announce()
+
+    def _wrong_kind(self, line: int, shape: tuple[Format, Adapter | None]) -> str:
+        fmt, policy = shape[0], self.policy
+        accepted = " or ".join(_kind_label(kind) for kind in policy.dataset_kinds)
+        others = policy.methods_by_kind.get(fmt.kind, ())
+        fix = f"set TRAIN_METHOD to {' or '.join(others)}, or use " if others else "use "
+        return (
+            f"{self.path}:{line}: this is {_kind_label(fmt.kind)} data ({_shape_name(shape)}), but "
+            f"TRAIN_METHOD={policy.method} trains on {accepted} data; {fix}{accepted} data"
+        )
+
+    def _announce(self) -> None:
+        assert self.shape is not None
+        fmt, adapter = self.shape
+        if adapter and self.policy.data_format == "auto" and not self.quiet:
+            logger.info(
+                "%s: records look like %s; converting them to %s (set TRAIN_DATA_FORMAT=%s to make it explicit)",
+                self.path, adapter.description, fmt.name, adapter.name,
+            )  # fmt: skip
+
+    def _reject(self, line: int, problems: list[tuple[str, str]], converted: bool = False) -> None:
+        self.report.invalid_records += 1
+        note = f" (in the record converted by the {self.report.adapter} adapter)" if converted else ""
+        for path, message in problems:
+            self.report.add_error(line, path, message + note)
+        if self.policy.drop_invalid:
+            self.report.dropped.append({"line": line, "problems": [f"{p}: {m}" for p, m in problems]})
+
+    def _warn(self, line: int, findings: list[Finding]) -> None:
+        warned: set[str] = set()
+        for finding in findings:
+            if finding.warning and finding.message not in warned:  # one count per record and kind
+                warned.add(finding.message)
+                self.report.add_warning(line, finding.path, finding.message)
+
+    def _accept(self, line: int, record: dict[str, Any], fmt: Format) -> None:
+        prepared = prepared_record(record, fmt)
+        data = canonical(prepared)
+        self._warn(line, hygiene(record, fmt, data))
+        exact = exact_key(data)
+        normalized = normalized_key(prepared, fmt.fields) if self.needs_normalized else 0
+        first = self.seen.setdefault(exact, line)
+        if first != line:
+            self.report.add_example(self.report.duplicates, {"line": line, "first_line": first})
+        self._note_prompt(line, record, fmt)
+        if self.role == "eval" and self._leaks(line, exact, normalized):
+            return
+        side = (
+            "eval"
+            if self.role == "eval" or goes_to_eval(normalized, self.policy.eval_split, self.policy.seed)
+            else "train"
+        )
+        if side == "train" and self.needs_normalized:
+            self.index.exact.setdefault(exact, line)
+            self.index.normalized.setdefault(normalized, line)
+        self.writer.write(side, data)
+        self.lengths.append(text_length(record, fmt))
+        self.report.valid += 1
+
+    def _note_prompt(self, line: int, record: dict[str, Any], fmt: Format) -> None:
+        # Paired data only: unpaired preference data repeats each prompt by design.
+        prompt = _prompt_part(record, fmt) if "rejected" in fmt.fields else None
+        if prompt:
+            first = self.prompts.setdefault(exact_key(orjson.dumps(prompt)), line)
+            if first != line:
+                self.report.add_example(self.report.duplicate_prompts, {"line": line, "first_line": first})
+
+    def _leaks(self, line: int, exact: int, normalized: int) -> bool:
+        kind = "exact" if exact in self.index.exact else "normalized" if normalized in self.index.normalized else None
+        if kind is None:
+            return False
+        train_line = self.index.exact.get(exact) or self.index.normalized[normalized]
+        self.report.add_example(self.report.leakage, {"line": line, "train_line": train_line, "kind": kind})
+        self.report.leakage[kind] += 1
+        what = "equal to" if kind == "exact" else "equal after normalising case and whitespace to"
+        self._reject(line, [("/", f"leaks into training: {what} training record at line {train_line}")])
+        return True
+
+    def absorb(self, shard: FileValidator, offset: int) -> None:
+        """Merge a shard's findings (lines relative to its range) into this file's, `offset` lines on."""
+        if self.shape is None and shard.shape is not None:
+            self.shape, self.shape_line, self.checker = shard.shape, shard.shape_line + offset, shard.checker
+            self.report.format, self.report.adapter = shard.report.format, shard.report.adapter
+            self._announce()
+        self.report.absorb(shard.report, offset)
+        for key, line in shard.seen.items():  # duplicates across shards
+            first = self.seen.setdefault(key, line + offset)
+            if first != line + offset:
+                self.report.add_example(self.report.duplicates, {"line": line + offset, "first_line": first})
+        for key, line in shard.prompts.items():
+            first = self.prompts.setdefault(key, line + offset)
+            if first != line + offset:
+                self.report.add_example(self.report.duplicate_prompts, {"line": line + offset, "first_line": first})
+        if self.role == "train":
+            for mine, theirs in (
+                (self.index.exact, shard.index.exact),
+                (self.index.normalized, shard.index.normalized),
+            ):
+                for key, line in theirs.items():
+                    mine.setdefault(key, line + offset)
+        self.lengths.extend(shard.lengths)
+
+
+def _kind_label(kind: str) -> str:
+    return kind.replace("_", " ").replace("prompt completion", "prompt-completion")
+
+
+def _shape_name(shape: tuple[Format, Adapter | None]) -> str:
+    fmt, adapter = shape
+    return f"{adapter.name} -> {fmt.name}" if adapter else fmt.name

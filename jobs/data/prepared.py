@@ -1,0 +1,77 @@
+"""The prepared files: the accepted records, written as training will read them.
+
+Records go to `<side>.jsonl.partial` while validation runs; `commit` renames them into place, so a
+refused or interrupted validation never leaves a prepared file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+from typing import IO, Any
+
+
+class PreparedWriter:
+    """Writes accepted records to `<name>.jsonl.partial`; `commit` renames them into place."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.paths = {side: directory / f"{side}.jsonl" for side in ("train", "eval")}
+        self.counts = {"train": 0, "eval": 0}
+        self._handles: dict[str, IO[bytes]] = {}
+
+    def _handle(self, side: str) -> IO[bytes]:
+        handle = self._handles.get(side)
+        if handle is None:
+            handle = self._handles[side] = open(self.paths[side].with_suffix(".partial"), "wb")  # noqa: SIM115
+        return handle
+
+    def write(self, side: str, data: bytes) -> None:
+        self._handle(side).write(data + b"\n")
+        self.counts[side] += 1
+
+    def append_files(self, other: PreparedWriter) -> None:
+        """Append another (closed) writer's partial files, in order: how shards are joined."""
+        for side, path in other.paths.items():
+            partial = path.with_suffix(".partial")
+            if other.counts[side] and partial.exists():
+                copy_into(partial, self._handle(side))
+                self.counts[side] += other.counts[side]
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
+
+    def commit(self) -> None:
+        self.close()
+        for path in self.paths.values():
+            partial = path.with_suffix(".partial")
+            if partial.exists():
+                partial.replace(path)
+            else:
+                path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self.close()
+        for path in self.paths.values():
+            path.with_suffix(".partial").unlink(missing_ok=True)
+
+
+def copy_into(source: Path, handle: Any) -> None:
+    """Append a file to an open binary handle, in the kernel where it can."""
+    handle.flush()
+    with open(source, "rb") as src:
+        remaining = os.fstat(src.fileno()).st_size
+        with contextlib.suppress(OSError, AttributeError):
+            while remaining > 0:
+                copied = os.copy_file_range(src.fileno(), handle.fileno(), remaining)
+                if copied == 0:
+                    break
+                remaining -= copied
+        if remaining > 0:  # no copy_file_range here (other OS, other file system): copy in user space
+            src.seek(os.fstat(src.fileno()).st_size - remaining)
+            shutil.copyfileobj(src, handle, 1 << 20)

@@ -1,0 +1,82 @@
+"""The output directory's layout: the one place that names the files a run writes and reads back.
+
+<output_dir>/
+  data/train.jsonl, data/eval.jsonl   the validated records training reads (data/cache: datasets' cache)
+  validation_report.json              what validation found
+  train.log                           the job's log lines, appended across restarts
+  tensorboard/                        TensorBoard event files
+  checkpoint-<step>/                  checkpoints (transformers' naming), complete once CHECKPOINT_COMPLETE exists
+  rank_status/rank-<n>.json           each rank's exit code, for the launcher
+  final.partial/ -> final/            the published model; a previous final/ is kept as final.<time>
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
+_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")  # transformers' PREFIX_CHECKPOINT_DIR + "-" + step
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    root: Path
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def train_data(self) -> Path:
+        return self.data_dir / "train.jsonl"
+
+    @property
+    def eval_data(self) -> Path:
+        return self.data_dir / "eval.jsonl"
+
+    @property
+    def data_cache(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "validation_report.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def final(self) -> Path:
+        return self.root / "final"
+
+    @property
+    def final_partial(self) -> Path:
+        return self.root / "final.partial"
+
+    @property
+    def rank_status(self) -> Path:
+        return self.root / "rank_status"
+
+    def rank_status_file(self, rank: str) -> Path:
+        return self.rank_status / f"rank-{rank}.json"
+
+    def checkpoint(self, step: int) -> Path:
+        return self.root / f"checkpoint-{step}"
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """Every checkpoint directory with its step, complete or not, in step order."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for child in self.root.iterdir():
+            match = _CHECKPOINT_NAME.match(child.name)
+            if match and child.is_dir():
+                found.append((int(match.group(1)), child))
+        return sorted(found)

@@ -1,0 +1,61 @@
+"""What a training method is, in the vocabulary of TRL's docs (cheap: no TRL import).
+
+A method declares its TRL config and trainer classes (by name, so that `--help`, config parsing and
+data validation never import TRL), the dataset kinds it trains on, the metrics it logs beyond the
+shared ones, a check of its own settings, and its built-in demo.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# TRL's dataset types (docs: "Dataset formats and types"). Each schema in schemas/ declares one of them.
+LANGUAGE_MODELING = "language_modeling"
+PROMPT_COMPLETION = "prompt_completion"
+PREFERENCE = "preference"  # explicit or implicit prompt
+UNPAIRED_PREFERENCE = "unpaired_preference"
+
+DEMO_DATA_DIR = Path(__file__).resolve().parent.parent / "demo_data"
+
+
+@dataclass(frozen=True)
+class MethodMetric:
+    """A value TRL logs for this method only, exported as `trainjob_<method>_<name>`."""
+
+    log_key: str
+    name: str
+    help: str
+
+
+def no_checks(settings: Mapping[str, Any]) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    title: str
+    trl_config: str  # class names in `trl`, imported only by the training processes
+    trl_trainer: str
+    dataset_kinds: tuple[str, ...]
+    demo_file: str  # in jobs/demo_data/
+    demo_records: Callable[[], list[dict[str, Any]]]
+    demo_learning_rate: float
+    metrics: tuple[MethodMetric, ...] = ()
+    # Problems with this method's training settings (parsed TRAIN_* values by field name) that TRL
+    # would only raise once the model is loaded.
+    check_settings: Callable[[Mapping[str, Any]], list[str]] = no_checks
+
+    def config_class(self) -> type[Any]:
+        return getattr(importlib.import_module("trl"), self.trl_config)
+
+    def trainer_class(self) -> type[Any]:
+        return getattr(importlib.import_module("trl"), self.trl_trainer)
+
+    @property
+    def demo_data(self) -> Path:
+        return DEMO_DATA_DIR / self.demo_file

@@ -1,0 +1,43 @@
+"""The exit-code table is the one source: the README, the entrypoint's docstring and the Job agree with it."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+import entrypoint
+from jobs.errors import EXIT_CODES, ConfigError, DataError, EnvironmentProblem, JobError
+from tests.helpers import ROOT
+
+
+def _readme_table() -> list[tuple[int, str, str]]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| (.+?) \| (yes|no|-) \|$", section, flags=re.MULTILINE)
+    return [(int(code), meaning, retry) for code, meaning, retry in rows]
+
+
+def test_the_readme_table_is_the_exit_code_table() -> None:
+    expected = [(c.code, c.meaning, "-" if c.code == 0 else ("yes" if c.retry else "no")) for c in EXIT_CODES]
+    assert _readme_table() == expected
+
+
+def test_the_entrypoint_docstring_names_every_code_and_no_other() -> None:
+    listed = entrypoint.__doc__.split("Exit codes:", 1)[1]
+    assert sorted(int(code) for code in re.findall(r"\b(\d+) [a-z]", listed)) == [c.code for c in EXIT_CODES]
+
+
+def test_the_job_fails_at_once_on_exactly_the_codes_a_retry_cannot_fix() -> None:
+    job = yaml.safe_load((ROOT / "k8s" / "job.yaml").read_text(encoding="utf-8"))
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    fail_job = [rule["onExitCodes"] for rule in rules if rule["action"] == "FailJob" and "onExitCodes" in rule]
+    assert len(fail_job) == 1 and fail_job[0]["operator"] == "In"
+    assert sorted(fail_job[0]["values"]) == [c.code for c in EXIT_CODES if c.code and not c.retry]
+
+
+def test_every_error_class_has_a_listed_code() -> None:
+    listed = {c.code for c in EXIT_CODES}
+    for error in (JobError, ConfigError, DataError, EnvironmentProblem):
+        assert error.exit_code in listed
+    assert ConfigError("bad", ["one", "two"]).report() == "bad\n  - one\n  - two"
