@@ -75,6 +75,9 @@ def build_trainer(config: JobConfig, method: Method) -> tuple[Any, Any]:
     model_args = build_model_config(config.model, device)
     train_dataset, eval_dataset = load_prepared_data(config.layout)
     args = build_training_args(config, method, device, has_eval=eval_dataset is not None)
+    train_dataset = method.prepare_dataset(train_dataset, args.seed)
+    if eval_dataset is not None:
+        eval_dataset = method.prepare_dataset(eval_dataset, args.seed)
     if "tensorboard" in args.report_to:  # read by transformers' TensorBoardCallback when it is created
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(config.layout.tensorboard))
     tokenizer = load_tokenizer(model_args)

@@ -35,6 +35,10 @@ def no_checks(settings: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def as_validated(dataset: Any, seed: int) -> Any:
+    return dataset
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -49,6 +53,9 @@ class Method:
     # Problems with this method's training settings (parsed TRAIN_* values by field name) that TRL
     # would only raise once the model is loaded.
     check_settings: Callable[[Mapping[str, Any]], list[str]] = no_checks
+    # What the method's trainer needs done to the validated records first (a `datasets.Dataset`, the
+    # run's seed), in the training process.
+    prepare_dataset: Callable[[Any, int], Any] = as_validated
 
     def config_class(self) -> type[Any]:
         return getattr(importlib.import_module("trl"), self.trl_config)

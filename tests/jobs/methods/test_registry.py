@@ -54,3 +54,9 @@ def test_every_dataset_kind_is_trained_by_some_method() -> None:
 def test_an_unknown_method_lists_the_registered_ones(tmp_path) -> None:
     run = run_entrypoint("validate", TRAIN_METHOD="ppo", TRAIN_DATA_PATH="x.jsonl", TRAIN_OUTPUT_DIR=str(tmp_path))
     assert run.returncode == 2 and f"valid methods: {', '.join(METHODS)}" in run.stderr
+
+
+def test_methods_train_on_the_validated_records_as_they_are_unless_they_say_otherwise() -> None:
+    records = object()
+    assert METHODS["sft"].prepare_dataset(records, 42) is records
+    assert METHODS["dpo"].prepare_dataset(records, 42) is records
