@@ -24,7 +24,9 @@ DEMO_SFT = "jobs/demo_data/sft_messages.jsonl"
         ),
         pytest.param({"TRAIN_METHOD": "ppo"}, "valid methods: sft, dpo", id="unknown-method"),
         pytest.param({"TRAIN_METHOD": ""}, "TRAIN_METHOD is not set", id="missing-method"),
-        pytest.param({"TRAIN_BETA": "0.1"}, "TRAIN_BETA applies to TRAIN_METHOD=dpo only", id="dpo-setting-for-sft"),
+        pytest.param(
+            {"TRAIN_BETA": "0.1"}, "TRAIN_BETA applies to TRAIN_METHOD=dpo or kto only", id="dpo-setting-for-sft"
+        ),
         pytest.param({"TRAIN_USE_PEFT": "maybe"}, "expected true or false", id="not-a-bool"),
         pytest.param({"TRAIN_LR_SCHEDULER_TYPE": "cosinus"}, "is not one of: linear, cosine", id="not-a-choice"),
         pytest.param({"TRAIN_LEARNING_RATE": "nan"}, "TRAIN_LEARNING_RATE='nan' is not a valid float", id="nan"),

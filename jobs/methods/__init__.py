@@ -7,10 +7,10 @@ metrics, the Makefile's targets (`python -m jobs.methods` lists the names) and t
 
 from __future__ import annotations
 
-from jobs.methods import dpo, sft
+from jobs.methods import dpo, kto, sft
 from jobs.methods.base import Method
 
-METHODS: dict[str, Method] = {method.name: method for method in (sft.METHOD, dpo.METHOD)}
+METHODS: dict[str, Method] = {method.name: method for method in (sft.METHOD, dpo.METHOD, kto.METHOD)}
 
 
 def methods_for_kind(kind: str) -> list[str]:
