@@ -12,7 +12,7 @@ import pytest
 
 from jobs.layout import OutputLayout
 from tests.helpers import ROOT, clean_env
-from tests.support.servers import free_port, get, wait_for
+from tests.support.servers import free_port, get, started, wait_for
 
 
 @pytest.mark.slow
@@ -24,12 +24,13 @@ def test_two_gloo_processes_train_one_model_and_rank_0_reports_it(demo_model: st
         TRAIN_MAX_STEPS="10", TRAIN_LOGGING_STEPS="5", TRAIN_LEARNING_RATE="5e-3",
         TRAIN_METRICS_PORT=str(port), TRAIN_METRICS_ADDR="127.0.0.1", TRAIN_METRICS_LINGER_SECONDS="60",
     )  # fmt: skip
-    run = subprocess.Popen([sys.executable, "entrypoint.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}/metrics"
-    final = wait_for(lambda: "trainjob_exit_code 0.0" in (s := get(url)) and s, 240, "the lingering final metrics")
-    run.send_signal(signal.SIGTERM)  # end the linger
-    assert run.wait(timeout=60) == 0, run.stderr.read()[-3000:] if run.stderr else ""
+    log = tmp_path / "stderr.log"  # a file, not a pipe nobody reads while waiting
+    with log.open("w") as stderr, started([sys.executable, "entrypoint.py"], cwd=ROOT, env=env,
+                                          stdout=subprocess.DEVNULL, stderr=stderr) as run:  # fmt: skip
+        url = f"http://127.0.0.1:{port}/metrics"
+        final = wait_for(lambda: "trainjob_exit_code 0.0" in (s := get(url)) and s, 240, "the lingering final metrics")
+        run.send_signal(signal.SIGTERM)  # end the linger
+        assert run.wait(timeout=60) == 0, log.read_text()[-3000:]
     # The training values come from the rank-0 child, served by the entrypoint's exporter.
     assert "trainjob_global_step 10.0" in final and "trainjob_dpo_reward_margin" in final
     manifest = json.loads((tmp_path / "final" / "run_manifest.json").read_text())

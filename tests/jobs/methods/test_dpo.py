@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from jobs.methods.dpo import demo_records
 from tests.helpers import rises, run_entrypoint, write_jsonl
@@ -44,6 +45,9 @@ def test_dpo_reward_margins_rise(conversational: bool, lora: bool, demo_model: s
     assert f"DPO reference model: {reference}" in run.stderr
     final = out / "final"
     assert (final / ("adapter_model.safetensors" if lora else "model.safetensors")).is_file()
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert {"train/rewards/margins", "train/rewards/chosen", "train/loss"} <= set(events.Tags()["scalars"])
     manifest = json.loads((final / "run_manifest.json").read_text())
     assert manifest["packages"]["trl"] and len(manifest["data"]["train_source"]["sha256"]) == 64
 
