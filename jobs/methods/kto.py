@@ -44,11 +44,13 @@ def demo_records(n: int = 400, seed: int = 1236) -> list[dict[str, Any]]:
 
 def unpaired_and_shuffled(dataset: Any, seed: int) -> Any:
     """Pairs unpaired as TRL's KTOTrainer does it, then one seeded shuffle (its order stays fixed after)."""
-    from trl import maybe_extract_prompt, maybe_unpair_preference_dataset
+    from trl import maybe_extract_prompt, unpair_preference_dataset
 
+    # In memory: every rank runs this at once, and cache files written by two ranks would race.
     if "rejected" in dataset.column_names:
-        dataset = maybe_unpair_preference_dataset(dataset.map(maybe_extract_prompt))
-    return dataset.shuffle(seed=seed).flatten_indices()
+        with_prompt = dataset.map(maybe_extract_prompt, keep_in_memory=True)
+        dataset = unpair_preference_dataset(with_prompt, keep_in_memory=True)
+    return dataset.shuffle(seed=seed, keep_in_memory=True)
 
 
 def check_settings(settings: Mapping[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@ margin between desirable and undesirable completions rises; bad settings and dat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -107,3 +108,17 @@ def test_bad_kto_data_exits_3_naming_the_line(record: dict[str, Any], expected: 
     )
     assert run.returncode == 3, run.stderr
     assert expected in run.stderr, run.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_unpair_and_shuffle_the_same_records(demo_model: str, tmp_path: Path) -> None:
+    # Every rank prepares the records at once: in memory, so no two ranks race for one cache file.
+    run = run_entrypoint(
+        TRAIN_METHOD="kto", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/dpo_pairs.jsonl",
+        TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_ACCELERATE_CONFIG="multi_cpu", TRAIN_MAX_STEPS="10",
+        TRAIN_LOGGING_STEPS="5", TRAIN_LEARNING_RATE="5e-4",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads((tmp_path / "final" / "run_manifest.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["global_step"] == 10
+    assert len(run.series("rewards_margins")) == 2  # both labels in the batches of both logging steps
