@@ -1,1 +1,1 @@
-"""SFT/DPO fine-tuning job: environment variables in, a validated, saved model out."""
+"""Fine-tuning job (SFT, DPO, KTO: jobs/methods/): environment variables in, a validated, saved model out."""
