@@ -36,8 +36,15 @@ transformers.utils.logging.disable_progress_bar()
 
 
 def build_training_args(config: JobConfig, method: Method, device: Device, has_eval: bool) -> Any:
-    """The method's TRL config: job defaults (jobs/defaults.py), then whatever the user set."""
+    """The method's TRL config: job defaults (jobs/defaults.py), then whatever the user set.
+
+    The Hub token goes to the environment instead (HF_TOKEN, where huggingface_hub looks): transformers
+    pickles the whole config into training_args.bin in every checkpoint and in final/.
+    """
     settings = {**training_settings(device, has_eval, config.training), "output_dir": str(config.output_dir)}
+    token = settings.pop("hub_token", None)
+    if token:
+        os.environ["HF_TOKEN"] = token
     try:
         return method.config_class()(**settings)
     except (ValueError, TypeError) as error:
