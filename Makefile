@@ -43,6 +43,11 @@ $(METHODS): $(STAMP) $(DEMO_PREREQ)
 validate: $(STAMP)
 	$(PY) -m jobs.demo run validate
 
+# Debian packages the tests use (a real Prometheus, promtool, a Pushgateway): installed when missing as
+# root, otherwise the command to run is printed.
+test-tools:
+	scripts/test-tools.sh
+
 # pytest's exit 5 ("no tests collected") is not a failure of the suite.
 test: test-tools $(STAMP) $(DEMO_MODEL)/config.json
 	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
