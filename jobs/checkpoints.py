@@ -16,6 +16,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from jobs.divergence import weights_are_finite
 from jobs.layout import COMPLETE_MARKER, OutputLayout
 
 logger = logging.getLogger(__name__)
@@ -24,10 +25,13 @@ logger = logging.getLogger(__name__)
 class CheckpointMarker(TrainerCallback):
     """Write the completeness marker into each checkpoint once the trainer has saved all of it."""
 
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
         directory = OutputLayout(Path(args.output_dir)).checkpoint(state.global_step)
+        if model is not None and not weights_are_finite(model):
+            logger.error("%s holds non-finite weights: not marked complete, never resumed from", directory)
+            return
         if directory.is_dir():
             (directory / COMPLETE_MARKER).write_text(f"{state.global_step}\n", encoding="utf-8")
             logger.info("checkpoint saved: %s", directory)
@@ -40,7 +44,8 @@ def latest_complete_checkpoint(layout: OutputLayout) -> Path | None:
         if (directory / COMPLETE_MARKER).is_file():
             complete = directory
         else:
-            logger.warning("skipping %s: it has no %s marker (the save was interrupted)", directory, COMPLETE_MARKER)
+            why = "its save was interrupted, or its weights were not finite"
+            logger.warning("skipping %s: it has no %s marker (%s)", directory, COMPLETE_MARKER, why)
     return complete
 
 

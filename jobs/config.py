@@ -94,6 +94,14 @@ class JobSettings:
     max_errors_shown: int = field(
         default=20, metadata={"help": "How many data errors are printed and kept in the report.", "min": 1}
     )
+    max_nonfinite_steps: int = field(
+        default=3,
+        metadata={
+            "help": "Stop with exit 6 after this many optimizer steps in a row whose loss or gradient norm is "
+            "NaN or infinite; no checkpoint of non-finite weights is marked complete, and no final/ is published.",
+            "min": 1,
+        },
+    )
     metrics_port: int = field(
         default=9464,
         metadata={

@@ -24,6 +24,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 3,  # keep the volume from filling while keeping a fallback
     "report_to": ["tensorboard"],  # event files in the output directory; nothing leaves the machine
     "disable_tqdm": True,  # transformers' bars print dicts; the job draws its own bar in a terminal
+    # transformers would log the running average in place of a NaN loss, hiding a diverged run.
+    "logging_nan_inf_filter": False,
 }
 
 # With evaluation data, evaluate as often as a checkpoint is saved (transformers' default: never).

@@ -22,6 +22,7 @@ EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_ENVIRONMENT = 4
 EXIT_OUT_OF_MEMORY = 5
+EXIT_DIVERGED = 6
 
 EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(0, "finished, final model saved", retry=False),
@@ -34,6 +35,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
         retry=False,
     ),
     ExitCode(EXIT_OUT_OF_MEMORY, "out of device memory during training", retry=False),
+    ExitCode(EXIT_DIVERGED, "training diverged: the loss or gradient norm stayed non-finite", retry=False),
 )
 
 
@@ -72,3 +74,10 @@ class EnvironmentProblem(JobError):
 
     exit_code = EXIT_ENVIRONMENT
     kind = "environment error"
+
+
+class TrainingDiverged(JobError):
+    """The loss or gradient norm stayed non-finite, or the weights to publish hold non-finite values."""
+
+    exit_code = EXIT_DIVERGED
+    kind = "training diverged"

@@ -21,7 +21,8 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from jobs.checkpoints import CheckpointMarker, discard, latest_complete_checkpoint, publish_final
 from jobs.config import JobConfig, redact
 from jobs.defaults import Device, training_settings
-from jobs.errors import ConfigError, JobError
+from jobs.divergence import DivergenceStop, StepHealth, weights_are_finite, with_checked_steps
+from jobs.errors import ConfigError, JobError, TrainingDiverged
 from jobs.layout import OutputLayout
 from jobs.manifest import build_manifest
 from jobs.methods.base import Method
@@ -65,8 +66,8 @@ def load_prepared_data(layout: OutputLayout) -> tuple[Any, Any]:
     return train, evaluation
 
 
-def callbacks(method: Method) -> list[TrainerCallback]:
-    found: list[TrainerCallback] = [StepLogger(), CheckpointMarker()]
+def callbacks(method: Method, health: StepHealth) -> list[TrainerCallback]:
+    found: list[TrainerCallback] = [DivergenceStop(health), StepLogger(), CheckpointMarker()]
     if wants_progress_bar():
         found.append(ProgressBar())
     if monitor.enabled():  # in jobs whose entrypoint runs an exporter
@@ -89,18 +90,20 @@ def build_trainer(config: JobConfig, method: Method) -> tuple[Any, Any]:
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(config.layout.tensorboard))
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args, trust_remote_code=args.trust_remote_code)
+    health = StepHealth(limit=config.job.max_nonfinite_steps)
     try:
-        trainer = method.trainer_class()(
+        trainer = with_checked_steps(method.trainer_class())(
             model=model,
             args=args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=peft_config(model_args),
-            callbacks=callbacks(method),
+            callbacks=callbacks(method, health),
         )
     except ValueError as error:  # TRL checks combinations of settings when the trainer is built
         raise ConfigError(f"TRL's {method.trl_trainer} rejected the settings: {error}") from None
+    trainer.step_health = health
     if hasattr(trainer, "ref_model") and trainer.is_world_process_zero():
         reference = "the policy with its adapter disabled" if trainer.ref_model is None else "a frozen copy"
         logger.info("%s reference model: %s", method.name.upper(), reference)
@@ -122,6 +125,14 @@ def train(config: JobConfig, method: Method) -> None:
         for callback in trainer.callback_handler.callbacks:
             if isinstance(callback, ProgressBar):  # a crash skips on_train_end: put the terminal back
                 callback.on_train_end(trainer.args, trainer.state, trainer.control)
+    health = trainer.step_health
+    if health.diverged_at is not None:
+        raise TrainingDiverged(
+            f"the loss or gradient norm was NaN or infinite for {health.streak} optimizer steps in a row, up to "
+            f"step {health.diverged_at}; training stopped and nothing was published. The newest complete "
+            f"checkpoint is {latest_complete_checkpoint(config.layout) or 'none'}. Lower TRAIN_LEARNING_RATE, keep "
+            "TRAIN_MAX_GRAD_NORM above 0, prefer bf16 to fp16, and look for extreme records in the data"
+        )
     if trainer.is_world_process_zero():
         monitor.set_phase("saving")
     save_final(trainer, config, tokenizer)
@@ -142,6 +153,8 @@ def save_final(trainer: Any, config: JobConfig, tokenizer: Any) -> None:
     if trainer.is_world_process_zero():
         discard(partial)
     trainer.accelerator.wait_for_everyone()
+    if not weights_are_finite(trainer.model):
+        raise TrainingDiverged("the trained weights hold NaN or infinite values; final/ was not published")
     trainer.save_model(str(partial))  # every rank: DeepSpeed ZeRO-3 gathers the shards here
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(partial))

@@ -7,7 +7,6 @@ metrics (`trainjob_<method>_<name>`) come from its registry entry (jobs/methods/
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -59,7 +58,9 @@ class JobMetrics:
         self.tokens = Counter("trainjob_tokens", "Tokens trained on (TRL num_tokens).", registry=registry)
         self.checkpoints = Counter("trainjob_checkpoints", "Complete checkpoints written.", registry=registry)
         self.nonfinite = Counter(
-            "trainjob_nonfinite_loss", "Logging steps whose loss was NaN or infinite.", registry=registry
+            "trainjob_nonfinite_loss",
+            "Optimizer steps whose loss or gradient norm was NaN or infinite.",
+            registry=registry,
         )
         self.cuda_allocated = _gauge(
             "torch_cuda_max_allocated_bytes", "Peak bytes allocated by torch on this GPU.", registry, ("gpu",)
@@ -114,9 +115,6 @@ class JobMetrics:
             value = logs.get(key)
             if isinstance(value, (int, float)):
                 self.logged[name].set(value)
-        loss = logs.get("loss")
-        if isinstance(loss, float) and not math.isfinite(loss):
-            self.nonfinite.inc()
         tokens = logs.get("num_tokens")
         if isinstance(tokens, (int, float)):
             # num_tokens is cumulative (and restored on resume): count only what this process added.

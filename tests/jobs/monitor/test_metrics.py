@@ -25,6 +25,7 @@ m.log({"loss": 0.7, "learning_rate": 1e-5, "grad_norm": 2.0, "num_tokens": 500.0
       METHODS["dpo"])
 m.step(10, 100)
 m.log({"loss": float("nan"), "num_tokens": 1200.0}, METHODS["dpo"])
+m.nonfinite.inc()  # what jobs/divergence.py does for a step whose loss or gradient norm is not finite
 m.log({"eval_loss": 0.9}, METHODS["dpo"])
 m.checkpoint_saved()
 m.exit_code.set(0)

@@ -1,0 +1,64 @@
+"""Divergence: a run whose steps stay non-finite stops with exit 6; non-finite weights are never marked
+complete or published, and the last good checkpoint and final model stay."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from jobs.divergence import StepHealth, weights_are_finite
+from jobs.layout import COMPLETE_MARKER
+from tests.helpers import run_entrypoint
+
+
+@pytest.mark.parametrize(
+    ("steps", "diverged_at"),
+    [
+        pytest.param([1.0, math.nan, math.nan, math.nan], 4, id="three-in-a-row"),
+        pytest.param([math.nan, math.nan, 1.0, math.nan, math.nan], None, id="a-finite-step-resets"),
+        pytest.param([math.inf, math.nan, -math.inf], 3, id="infinities-count"),
+    ],
+)
+def test_the_streak_of_non_finite_steps(steps: list[float], diverged_at: int | None) -> None:
+    health = StepHealth(limit=3)
+    for step, loss in enumerate(steps, start=1):
+        health.observe(torch.tensor(loss))
+        health.observe(1.0)  # a finite gradient norm does not make a bad step good
+        health.end_step(step)
+    assert health.diverged_at == diverged_at
+
+
+def test_weights_are_checked_for_non_finite_values() -> None:
+    model = torch.nn.Linear(4, 2)
+    assert weights_are_finite(model)
+    with torch.no_grad():
+        model.weight[0, 0] = math.nan
+    assert not weights_are_finite(model)
+
+
+@pytest.mark.slow
+def test_a_diverging_run_exits_6_and_keeps_the_last_good_checkpoint_and_final(demo_model: str, tmp_path: Path) -> None:
+    previous = tmp_path / "final"
+    previous.mkdir()
+    (previous / "model.safetensors").write_text("the last good model")
+    run = run_entrypoint(
+        TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
+        TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_LEARNING_RATE="1e6", TRAIN_MAX_GRAD_NORM="0", TRAIN_SAVE_STEPS="1",
+        TRAIN_SAVE_TOTAL_LIMIT="10", TRAIN_MAX_STEPS="60", TRAIN_LOGGING_STEPS="1",
+    )  # fmt: skip
+    assert run.returncode == 6, run.stderr[-3000:]
+    assert "training diverged" in run.stderr and "Lower TRAIN_LEARNING_RATE" in run.stderr
+    complete = [p for p in tmp_path.glob("checkpoint-*") if (p / COMPLETE_MARKER).is_file()]
+    assert complete, "no good checkpoint before the divergence"
+    newest = max(complete, key=lambda p: int(p.name.split("-")[1]))
+    assert f"The newest complete checkpoint is {newest}" in run.stderr
+    for checkpoint in complete:  # every complete checkpoint holds finite weights
+        assert all(torch.isfinite(t).all() for t in load_file(checkpoint / "model.safetensors").values())
+    assert (previous / "model.safetensors").read_text() == "the last good model"
+    assert not list(tmp_path.glob("final.*"))  # the good final/ was neither replaced nor moved aside
+    losses = [entry["loss"] for entry in run.logs() if "loss" in entry and "step" in entry]
+    assert any(math.isnan(loss) for loss in losses)  # logged as it is, not as a running average
