@@ -5,7 +5,7 @@
     python entrypoint.py --help     # every TRAIN_* variable with type, default and help
 
 Exit codes: 0 finished, 1 crash (a retry resumes), 2 configuration, 3 data, 4 environment,
-5 out of device memory, 6 diverged.
+5 out of device memory, 6 diverged, 143 stopped by SIGTERM or Ctrl-C after a complete checkpoint.
 """
 
 from __future__ import annotations

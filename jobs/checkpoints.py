@@ -26,6 +26,9 @@ class CheckpointMarker(TrainerCallback):
     """Write the completeness marker into each checkpoint once the trainer has saved all of it."""
 
     def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        from accelerate import PartialState
+
+        PartialState().wait_for_everyone()  # every rank has written its part (its RNG state, its shards)
         if not state.is_world_process_zero:
             return
         directory = OutputLayout(Path(args.output_dir)).checkpoint(state.global_step)

@@ -94,6 +94,15 @@ class JobSettings:
     max_errors_shown: int = field(
         default=20, metadata={"help": "How many data errors are printed and kept in the report.", "min": 1}
     )
+    stop_grace_seconds: float = field(
+        default=300.0,
+        metadata={
+            "help": "Seconds the job may take to stop after SIGTERM: set it to the pod's "
+            "terminationGracePeriodSeconds (k8s/job.yaml sets both). A step plus a checkpoint save must fit; "
+            "`accelerate launch`'s agent waits this long before it kills the ranks.",
+            "min": 1.0,
+        },
+    )
     max_nonfinite_steps: int = field(
         default=3,
         metadata={

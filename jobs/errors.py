@@ -23,6 +23,7 @@ EXIT_DATA = 3
 EXIT_ENVIRONMENT = 4
 EXIT_OUT_OF_MEMORY = 5
 EXIT_DIVERGED = 6
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended
 
 EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(0, "finished, final model saved", retry=False),
@@ -36,6 +37,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ),
     ExitCode(EXIT_OUT_OF_MEMORY, "out of device memory during training", retry=False),
     ExitCode(EXIT_DIVERGED, "training diverged: the loss or gradient norm stayed non-finite", retry=False),
+    ExitCode(EXIT_TERMINATED, "stopped by SIGTERM or Ctrl-C after writing a complete checkpoint", retry=True),
 )
 
 
@@ -81,3 +83,10 @@ class TrainingDiverged(JobError):
 
     exit_code = EXIT_DIVERGED
     kind = "training diverged"
+
+
+class TerminatedBySignal(JobError):
+    """SIGTERM or SIGINT asked the job to stop; a complete checkpoint was written first."""
+
+    exit_code = EXIT_TERMINATED
+    kind = "stopped"

@@ -1,9 +1,10 @@
 """Launch training: in this process by default, or through `accelerate launch` with TRAIN_ACCELERATE_CONFIG.
 
 Under `accelerate launch` the entrypoint stays the parent of every rank: it forwards SIGTERM/SIGINT to
-the whole process group (so ranks hear it directly, not after the launcher's own timeout), reaps the
-children, and turns the ranks' recorded outcomes back into the job's exit code, which torch's elastic
-launcher would otherwise flatten to 1.
+the ranks themselves, not to torch's elastic agent (which would signal them a second time, and kill them
+30 s later unless TORCH_ELASTIC_SHUTDOWN_TIMEOUT, set here from TRAIN_STOP_GRACE_SECONDS, says
+otherwise). It reaps the children and turns the ranks' recorded outcomes back into the job's exit code,
+which the elastic agent would otherwise flatten to 1.
 """
 
 from __future__ import annotations
@@ -17,10 +18,20 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+import psutil
+
 from jobs.config import RUN_ID_VARIABLE, JobConfig
 from jobs.worker import recorded_exit_code, run_worker
 
 logger = logging.getLogger(__name__)
+
+
+def _ranks(launcher_pid: int) -> list[int]:
+    """The training processes: the children of `accelerate launch`'s in-process elastic agent."""
+    try:
+        return [child.pid for child in psutil.Process(launcher_pid).children()]
+    except psutil.Error:
+        return []
 
 
 def launch(config: JobConfig) -> int:
@@ -39,13 +50,19 @@ def _launch_accelerate(config: JobConfig, accelerate_config: Path) -> int:
         stale.unlink()
     logger.info("launching: %s", " ".join(command))
     # A session of its own, so a forwarded signal reaches every rank at once.
-    env = {**os.environ, RUN_ID_VARIABLE: config.run_id}  # every rank reports this run
+    env = {
+        **os.environ,
+        RUN_ID_VARIABLE: config.run_id,  # every rank reports this run
+        "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(int(config.job.stop_grace_seconds)),
+    }
     child = subprocess.Popen(command, start_new_session=True, env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        logger.warning("received %s: forwarding it to the training processes", signal.Signals(signum).name)
-        with contextlib.suppress(ProcessLookupError):  # the children already exited
-            os.killpg(child.pid, signum)
+        ranks = _ranks(child.pid)
+        logger.warning("received %s: forwarding it to %d training process(es)", signal.Signals(signum).name, len(ranks))
+        for pid in ranks or [-child.pid]:  # no rank yet: stop the launcher's whole group
+            with contextlib.suppress(ProcessLookupError):  # already exited
+                os.kill(pid, signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

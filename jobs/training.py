@@ -22,13 +22,14 @@ from jobs.checkpoints import CheckpointMarker, discard, latest_complete_checkpoi
 from jobs.config import JobConfig, redact
 from jobs.defaults import Device, training_settings
 from jobs.divergence import DivergenceStop, StepHealth, weights_are_finite, with_checked_steps
-from jobs.errors import ConfigError, JobError, TrainingDiverged
+from jobs.errors import ConfigError, JobError, TerminatedBySignal, TrainingDiverged
 from jobs.layout import OutputLayout
 from jobs.manifest import build_manifest
 from jobs.methods.base import Method
 from jobs.model import build_model_config, load_model, load_tokenizer, peft_config
 from jobs.monitor import lifecycle as monitor
 from jobs.progress import ProgressBar, StepLogger, wants_progress_bar
+from jobs.stopping import StopAtStepEnd, StopRequest
 
 logger = logging.getLogger("jobs.train")
 
@@ -66,8 +67,9 @@ def load_prepared_data(layout: OutputLayout) -> tuple[Any, Any]:
     return train, evaluation
 
 
-def callbacks(method: Method, health: StepHealth) -> list[TrainerCallback]:
-    found: list[TrainerCallback] = [DivergenceStop(health), StepLogger(), CheckpointMarker()]
+def callbacks(method: Method, health: StepHealth, stop: StopAtStepEnd) -> list[TrainerCallback]:
+    # Stop before DivergenceStop: divergence must be able to cancel a stop's save of non-finite weights.
+    found: list[TrainerCallback] = [stop, DivergenceStop(health), StepLogger(), CheckpointMarker()]
     if wants_progress_bar():
         found.append(ProgressBar())
     if monitor.enabled():  # in jobs whose entrypoint runs an exporter
@@ -77,7 +79,7 @@ def callbacks(method: Method, health: StepHealth) -> list[TrainerCallback]:
     return found
 
 
-def build_trainer(config: JobConfig, method: Method) -> tuple[Any, Any]:
+def build_trainer(config: JobConfig, method: Method, stop: StopAtStepEnd) -> tuple[Any, Any]:
     """The method's TRL trainer and tokenizer, in the order that fails cheapest first."""
     device = Device.probe_torch()
     model_args = build_model_config(config.model, device)
@@ -99,11 +101,12 @@ def build_trainer(config: JobConfig, method: Method) -> tuple[Any, Any]:
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=peft_config(model_args),
-            callbacks=callbacks(method, health),
+            callbacks=callbacks(method, health, stop),
         )
     except ValueError as error:  # TRL checks combinations of settings when the trainer is built
         raise ConfigError(f"TRL's {method.trl_trainer} rejected the settings: {error}") from None
     trainer.step_health = health
+    stop.accelerator = trainer.accelerator
     if hasattr(trainer, "ref_model") and trainer.is_world_process_zero():
         reference = "the policy with its adapter disabled" if trainer.ref_model is None else "a frozen copy"
         logger.info("%s reference model: %s", method.name.upper(), reference)
@@ -112,7 +115,12 @@ def build_trainer(config: JobConfig, method: Method) -> tuple[Any, Any]:
 
 def train(config: JobConfig, method: Method) -> None:
     """Resume from the newest complete checkpoint, train, then save the final model atomically."""
-    trainer, tokenizer = build_trainer(config, method)
+    request = StopRequest()
+    request.install()  # from here on, SIGTERM/SIGINT save and stop instead of killing the process
+    stop = StopAtStepEnd(request)
+    trainer, tokenizer = build_trainer(config, method, stop)
+    if request.signal_name is not None:  # asked to stop while loading: nothing new to save
+        raise TerminatedBySignal(f"{request.signal_name} before the first step; nothing was lost")
     quiet_library_output(trainer)
     resume = latest_complete_checkpoint(config.layout)
     if resume is not None:
@@ -126,6 +134,11 @@ def train(config: JobConfig, method: Method) -> None:
             if isinstance(callback, ProgressBar):  # a crash skips on_train_end: put the terminal back
                 callback.on_train_end(trainer.args, trainer.state, trainer.control)
     health = trainer.step_health
+    if stop.stopped_at is not None and health.diverged_at is None:
+        raise TerminatedBySignal(
+            f"{request.signal_name} at step {stop.stopped_at}; {latest_complete_checkpoint(config.layout)} "
+            "is complete, and a restart resumes from it"
+        )
     if health.diverged_at is not None:
         raise TrainingDiverged(
             f"the loss or gradient norm was NaN or infinite for {health.streak} optimizer steps in a row, up to "

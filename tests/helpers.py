@@ -33,6 +33,12 @@ class Run:
                     continue
         return lines
 
+    def steps(self) -> list[int]:
+        """The steps of the training log lines (those with a loss), in log order."""
+        return [
+            entry["step"] for entry in self.logs() if "loss" in entry and "step" in entry and "eval_loss" not in entry
+        ]
+
     def series(self, key: str) -> list[float]:
         """The values of one training metric in log order, e.g. "loss" or "rewards_margins"."""
         return [entry[key] for entry in self.logs() if key in entry and "step" in entry and "eval_loss" not in entry]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs.errors import EnvironmentProblem
+from jobs.errors import EXIT_TERMINATED, EnvironmentProblem
 
 if TYPE_CHECKING:
     from jobs.config import JobConfig
@@ -110,7 +110,7 @@ def finish(exporter: Exporter | None, config: JobConfig, exit_code: int) -> None
     metrics.set_phase("done" if exit_code == 0 else "failed")
     if settings.pushgateway_url:
         push_outcome(settings.pushgateway_url, config.method, config.run_id, exit_code)
-    if settings.metrics_linger_seconds > 0:
+    if settings.metrics_linger_seconds > 0 and exit_code != EXIT_TERMINATED:  # a stopped pod has no time to wait
         logger.info(
             "serving the final metrics for %.0f s (TRAIN_METRICS_LINGER_SECONDS)", settings.metrics_linger_seconds
         )

@@ -1,0 +1,70 @@
+"""Stopping on request: SIGTERM (a preempted pod, `kubectl delete`) or SIGINT (Ctrl-C) saves a complete
+checkpoint at the next optimizer step boundary and ends the job with exit 143; a second signal aborts
+at once.
+
+Every rank handles the signal itself. At each step boundary the ranks agree (one tiny all-reduce) on
+whether any of them was asked to stop, so they stop at the same step and write one checkpoint together;
+the completeness marker follows a barrier (jobs/checkpoints.py). Limits: the flag is read between
+optimizer steps, so a step (with its gradient accumulation) that outlasts the grace period is cut off
+by the SIGKILL that follows it; size TRAIN_STOP_GRACE_SECONDS to a step plus a checkpoint save.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from types import FrameType
+from typing import Any
+
+from transformers import TrainerCallback
+
+from jobs.errors import EXIT_TERMINATED
+
+logger = logging.getLogger("jobs.train")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequest:
+    """Set by the first SIGTERM/SIGINT; the second one ends the process at once."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.signal_name is not None:
+            logger.error("second %s: aborting now, without a checkpoint", name)
+            logging.shutdown()
+            os._exit(EXIT_TERMINATED)
+        self.signal_name = name
+        logger.warning("%s received: saving a checkpoint at the end of this step, then stopping (again: abort)", name)
+
+
+class StopAtStepEnd(TrainerCallback):
+    """At each optimizer step's end: if any rank was asked to stop, every rank saves and stops here."""
+
+    def __init__(self, request: StopRequest) -> None:
+        self.request = request
+        self.accelerator: Any = None  # set once the trainer exists; None in tests of a single process
+        self.stopped_at: int | None = None
+
+    def _anyone_asked(self) -> bool:
+        asked = self.request.signal_name is not None
+        if self.accelerator is None or self.accelerator.num_processes == 1:
+            return asked
+        import torch
+
+        flag = torch.tensor([1.0 if asked else 0.0], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._anyone_asked():
+            self.stopped_at = state.global_step
+            control.should_save = True
+            control.should_training_stop = True

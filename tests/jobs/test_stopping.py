@@ -1,0 +1,121 @@
+"""Stopping on request: SIGTERM or Ctrl-C saves one complete checkpoint and exits 143, in one process and
+across two gloo ranks; the restart resumes to the same weights as a run never stopped; a second signal
+aborts at once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from jobs.layout import COMPLETE_MARKER, OutputLayout
+from tests.helpers import ROOT, clean_env, run_entrypoint
+
+
+def _settings(demo_model: str, output: Path, **extra: str) -> dict[str, str]:
+    return {
+        "TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model,
+        "TRAIN_DATA_PATH": "jobs/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(output),
+        "TRAIN_MAX_STEPS": "120", "TRAIN_LOGGING_STEPS": "5", "TRAIN_SAVE_STEPS": "1000",
+        "TRAIN_LEARNING_RATE": "2e-3", **extra,
+    }  # fmt: skip
+
+
+def _stop_after(settings: dict[str, str], step: int, signum: int) -> tuple[int, str]:
+    """Run the entrypoint, send `signum` once it has logged `step`, and return its exit status and stderr."""
+    process = subprocess.Popen([sys.executable, "entrypoint.py"], cwd=ROOT, env=clean_env(**settings),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    lines = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if f'"step": {step},' in line and '"loss"' in line:
+                process.send_signal(signum)
+        # Popen's returncode is 143 for an exit with 143, but -15 for a process the signal killed.
+        return process.wait(timeout=120), "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def _weights(output: Path) -> dict[str, torch.Tensor]:
+    return load_file(output / "final" / "model.safetensors")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_stopped_run_resumes_to_the_weights_of_a_run_never_stopped(signum: int, demo_model: str,
+                                                                    tmp_path: Path) -> None:  # fmt: skip
+    whole = run_entrypoint(**_settings(demo_model, tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    stopped = tmp_path / "stopped"
+    code, stderr = _stop_after(_settings(demo_model, stopped), 20, signum)
+    assert code == 143, stderr[-3000:]
+    checkpoints = OutputLayout(stopped).checkpoints()
+    assert len(checkpoints) == 1 and (checkpoints[0][1] / COMPLETE_MARKER).is_file(), checkpoints
+    assert checkpoints[0][0] >= 20 and not (stopped / "final").exists()
+
+    resumed = run_entrypoint(**_settings(demo_model, stopped))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {checkpoints[0][1]}" in resumed.stderr
+    assert all(torch.equal(a, b) for a, b in zip(_weights(stopped).values(), _weights(tmp_path / "whole").values(),
+                                                    strict=True))  # fmt: skip
+    # The first logging window after the resume averages fewer steps; every later one must match exactly.
+    after = checkpoints[0][0] + 5
+    same_steps = [(s, loss) for s, loss in zip(whole.steps(), whole.series("loss"), strict=True) if s > after]
+    assert same_steps and same_steps == [
+        (s, loss) for s, loss in zip(resumed.steps(), resumed.series("loss"), strict=True) if s > after
+    ]
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_stop_at_one_step_and_write_one_checkpoint(demo_model: str, tmp_path: Path) -> None:
+    settings = _settings(demo_model, tmp_path, TRAIN_ACCELERATE_CONFIG="multi_cpu", TRAIN_STOP_GRACE_SECONDS="60")
+    code, stderr = _stop_after(settings, 20, signal.SIGTERM)
+    assert code == 143, stderr[-3000:]
+    assert "forwarding it to 2 training process(es)" in stderr
+    checkpoints = OutputLayout(tmp_path).checkpoints()
+    assert len(checkpoints) == 1 and (checkpoints[0][1] / COMPLETE_MARKER).is_file(), checkpoints
+    assert sorted(p.read_text() for p in OutputLayout(tmp_path).rank_status.iterdir()) == ['{"exit_code": 143}'] * 2
+    resumed = run_entrypoint(**{**settings, "TRAIN_MAX_STEPS": "30"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {checkpoints[0][1]}" in resumed.stderr
+
+
+def test_a_second_signal_aborts_at_once() -> None:
+    script = (
+        "import os, signal, time\n"
+        "from jobs.logs import setup_logging\n"
+        "from jobs.stopping import StopRequest\n"
+        "setup_logging()\n"
+        "StopRequest().install()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(0.2)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(10)\n"
+        "raise SystemExit('not aborted')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                            check=False)  # fmt: skip
+    assert result.returncode == 143, result.stderr
+    assert "SIGTERM received: saving a checkpoint" in result.stderr and "second SIGINT: aborting now" in result.stderr
+
+
+def test_the_job_gives_the_job_its_grace_period() -> None:
+    spec = yaml.safe_load((ROOT / "k8s" / "job.yaml").read_text())["spec"]["template"]["spec"]
+    env = {item["name"]: item["value"] for item in spec["containers"][0]["env"]}
+    assert float(env["TRAIN_STOP_GRACE_SECONDS"]) == spec["terminationGracePeriodSeconds"]
+
+
+def test_validate_ignores_nothing_about_the_grace_period(tmp_path: Path) -> None:
+    run = run_entrypoint("validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
+                         TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_STOP_GRACE_SECONDS="0")  # fmt: skip
+    assert run.returncode == 2 and "TRAIN_STOP_GRACE_SECONDS=0.0 is out of range" in run.stderr
