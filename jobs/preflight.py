@@ -19,7 +19,9 @@ from jobs.data.lengths import percentiles, token_lengths
 from jobs.data.readers import check_readable
 from jobs.data.report import summary_lines
 from jobs.data.validate import Policy, ValidationResult, validate_dataset
+from jobs.defaults import Device, model_settings
 from jobs.errors import DataError, EnvironmentProblem
+from jobs.estimate import checkpoint_bytes, read_tensors
 from jobs.methods import METHODS, methods_for_kind
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,8 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-MIN_FREE_BYTES = 1 << 30  # below this no checkpoint of a real model fits
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+CHECKPOINTS_OF_ROOM = 2  # a new checkpoint is written before the oldest is rotated away
 
 
 def data_policy(method: str, **settings: Any) -> Policy:
@@ -110,7 +113,7 @@ def _report(config: JobConfig, result: ValidationResult, lengths: dict[str, Any]
 
 
 def check_output_dir(output_dir: Path) -> None:
-    """The output volume must exist (or be creatable), be writable, and have room for a checkpoint."""
+    """The output volume must exist (or be creatable) and be writable (probed with a file)."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
@@ -119,11 +122,31 @@ def check_output_dir(output_dir: Path) -> None:
         raise EnvironmentProblem(
             f"TRAIN_OUTPUT_DIR={output_dir} is not writable ({error.strerror}); mount a writable volume there"
         ) from None
-    free = shutil.disk_usage(output_dir).free
-    if free < MIN_FREE_BYTES:
+
+
+def check_disk_room(config: JobConfig) -> None:
+    """Room for two checkpoints of this model, sized from its safetensors headers before it loads."""
+    model = config.model
+    tensors = read_tensors(Path(str(model["model_name_or_path"])))
+    if not tensors:
+        logger.warning("checkpoint size not checked against the free disk: the weights are not safetensors")
+        return
+    lora_rank = int(model.get("lora_r", 16)) if model.get("use_peft") else None
+    dtype = model_settings(Device.probe_cheaply(), model)["dtype"]
+    needed = CHECKPOINTS_OF_ROOM * checkpoint_bytes(tensors, lora_rank=lora_rank, train_dtype=dtype)
+    free = shutil.disk_usage(config.output_dir).free
+    if free < needed:
+        what = f"LoRA r={lora_rank} adapter" if lora_rank else f"full {dtype} fine-tune"
         raise EnvironmentProblem(
-            f"TRAIN_OUTPUT_DIR={output_dir} has {free / 2**20:.0f} MiB free; at least 1 GiB is needed for checkpoints"
+            f"TRAIN_OUTPUT_DIR={config.output_dir} has {_size(free)} free, but a checkpoint of this {what} "
+            f"(weights and AdamW states) takes about {_size(needed / CHECKPOINTS_OF_ROOM)} and the job needs room "
+            f"for {CHECKPOINTS_OF_ROOM}: {_size(needed)}. Mount a larger volume, free space, or train LoRA "
+            "(TRAIN_USE_PEFT=true)"
         )
+
+
+def _size(size: float) -> str:
+    return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
 
 def check_model_dir(model_path: str | None) -> None:
@@ -142,11 +165,17 @@ def check_model_dir(model_path: str | None) -> None:
         raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path} holds no weights ({', '.join(WEIGHT_FILES)})")
     if not os.access(path / "config.json", os.R_OK):
         raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path}: config.json is not readable")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise EnvironmentProblem(
+            f"TRAIN_MODEL_NAME_OR_PATH={model_path} has no tokenizer ({', '.join(TOKENIZER_FILES)}); copy the base "
+            "model's tokenizer files into it"
+        )
 
 
 def run_preflight(config: JobConfig, *, for_training: bool) -> dict[str, Any]:
     """The model and data checks, in order of cost (after `check_output_dir`); returns the validation report."""
     if for_training:
         check_model_dir(config.model.get("model_name_or_path"))
+        check_disk_room(config)
     # Token counting needs the tokenizer (and torch): training has a model; validate only when one is named.
     return validate_data(config, count_tokens=bool(config.model.get("model_name_or_path")))
