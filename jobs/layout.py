@@ -6,15 +6,20 @@
   train.log                           the job's log lines, appended across restarts
   tensorboard/                        TensorBoard event files
   checkpoint-<step>/                  checkpoints (transformers' naming), complete once CHECKPOINT_COMPLETE exists
+  incomplete-checkpoint-<step>/       one that never became complete, set aside at the next start
   rank_status/rank-<n>.json           each rank's exit code, for the launcher
   final.partial/ -> final/            the published model; a previous final/ is kept as final.<time>
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 COMPLETE_MARKER = "CHECKPOINT_COMPLETE"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")  # transformers' PREFIX_CHECKPOINT_DIR + "-" + step
@@ -80,3 +85,19 @@ class OutputLayout:
             if match and child.is_dir():
                 found.append((int(match.group(1)), child))
         return sorted(found)
+
+    def set_aside_incomplete(self) -> list[Path]:
+        """Rename every checkpoint without the completeness marker out of the trainer's sight (its rotation
+        would count it, and a resume must never use it); nothing is deleted. Run by one process only."""
+        moved = []
+        for step, directory in self.checkpoints():
+            if (directory / COMPLETE_MARKER).is_file():
+                continue
+            target = self.root / f"incomplete-checkpoint-{step}"
+            if target.exists():
+                target = target.with_name(f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+            directory.rename(target)
+            logger.warning("set aside %s as %s: its save was interrupted, or its weights were not finite; "
+                           "delete it once you have looked", directory, target)  # fmt: skip
+            moved.append(target)
+        return moved

@@ -177,5 +177,6 @@ def run_preflight(config: JobConfig, *, for_training: bool) -> dict[str, Any]:
     if for_training:
         check_model_dir(config.model.get("model_name_or_path"))
         check_disk_room(config)
+        config.layout.set_aside_incomplete()
     # Token counting needs the tokenizer (and torch): training has a model; validate only when one is named.
     return validate_data(config, count_tokens=bool(config.model.get("model_name_or_path")))
