@@ -103,6 +103,14 @@ class JobSettings:
             "min": 1.0,
         },
     )
+    resume: Literal["auto", "never", "force"] = field(
+        default="auto",
+        metadata={
+            "help": "auto: resume from the newest complete checkpoint unless the settings or data changed since "
+            "it was written (then exit 2 naming the changes); force: resume anyway; never: start over, setting "
+            "the old checkpoints aside."
+        },
+    )
     max_nonfinite_steps: int = field(
         default=3,
         metadata={

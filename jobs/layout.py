@@ -7,6 +7,7 @@
   tensorboard/                        TensorBoard event files
   checkpoint-<step>/                  checkpoints (transformers' naming), complete once CHECKPOINT_COMPLETE exists
   incomplete-checkpoint-<step>/       one that never became complete, set aside at the next start
+  run_manifest.json                   what this run trains with, checked when it resumes (jobs/resume.py)
   rank_status/rank-<n>.json           each rank's exit code, for the launcher
   final.partial/ -> final/            the published model; a previous final/ is kept as final.<time>
 """
@@ -66,6 +67,10 @@ class OutputLayout:
         return self.root / "final.partial"
 
     @property
+    def run_manifest(self) -> Path:
+        return self.root / "run_manifest.json"
+
+    @property
     def rank_status(self) -> Path:
         return self.root / "rank_status"
 
@@ -74,6 +79,10 @@ class OutputLayout:
 
     def checkpoint(self, step: int) -> Path:
         return self.root / f"checkpoint-{step}"
+
+    @staticmethod
+    def is_complete(checkpoint: Path) -> bool:
+        return (checkpoint / COMPLETE_MARKER).is_file()
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Every checkpoint directory with its step, complete or not, in step order."""

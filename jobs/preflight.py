@@ -23,6 +23,7 @@ from jobs.defaults import Device, model_settings
 from jobs.errors import DataError, EnvironmentProblem
 from jobs.estimate import checkpoint_bytes, read_tensors
 from jobs.methods import METHODS, methods_for_kind
+from jobs.resume import check_resume
 
 logger = logging.getLogger(__name__)
 
@@ -179,4 +180,7 @@ def run_preflight(config: JobConfig, *, for_training: bool) -> dict[str, Any]:
         check_disk_room(config)
         config.layout.set_aside_incomplete()
     # Token counting needs the tokenizer (and torch): training has a model; validate only when one is named.
-    return validate_data(config, count_tokens=bool(config.model.get("model_name_or_path")))
+    report = validate_data(config, count_tokens=bool(config.model.get("model_name_or_path")))
+    if for_training:
+        check_resume(config)  # needs the prepared data's hash
+    return report
