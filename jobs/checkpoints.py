@@ -23,7 +23,18 @@ logger = logging.getLogger(__name__)
 
 
 class CheckpointMarker(TrainerCallback):
-    """Write the completeness marker into each checkpoint once the trainer has saved all of it."""
+    """Write the completeness marker into each checkpoint once every rank has saved all of it, and keep the
+    newest complete checkpoint out of the trainer's rotation (save_total_limit), which would otherwise
+    delete it to make room for a newer one that may never become complete.
+
+    The rotation spares `state.best_model_checkpoint`; the job points it at the newest complete checkpoint
+    unless the user ranks checkpoints by a metric (TRAIN_METRIC_FOR_BEST_MODEL), which then decides.
+    """
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        newest = latest_complete_checkpoint(OutputLayout(Path(args.output_dir)))
+        if newest is not None and args.metric_for_best_model is None:
+            state.best_model_checkpoint = str(newest)
 
     def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         from accelerate import PartialState
@@ -38,6 +49,8 @@ class CheckpointMarker(TrainerCallback):
         if directory.is_dir():
             (directory / COMPLETE_MARKER).write_text(f"{state.global_step}\n", encoding="utf-8")
             logger.info("checkpoint saved: %s", directory)
+            if args.metric_for_best_model is None:
+                state.best_model_checkpoint = str(directory)
 
 
 def latest_complete_checkpoint(layout: OutputLayout) -> Path | None:
