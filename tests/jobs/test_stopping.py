@@ -4,6 +4,10 @@ aborts at once."""
 
 from __future__ import annotations
 
+import functools
+import json
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,15 +19,16 @@ import yaml
 from safetensors.torch import load_file
 
 from jobs.layout import COMPLETE_MARKER, OutputLayout
+from jobs.methods import METHODS
 from tests.helpers import ROOT, clean_env, run_entrypoint
 
 
-def _settings(demo_model: str, output: Path, **extra: str) -> dict[str, str]:
+def _settings(model: str, output: Path, method: str = "sft", **extra: str) -> dict[str, str]:
     return {
-        "TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model,
-        "TRAIN_DATA_PATH": "jobs/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(output),
-        "TRAIN_MAX_STEPS": "120", "TRAIN_LOGGING_STEPS": "5", "TRAIN_SAVE_STEPS": "1000",
-        "TRAIN_LEARNING_RATE": "2e-3", **extra,
+        "TRAIN_METHOD": method, "TRAIN_MODEL_NAME_OR_PATH": model,
+        "TRAIN_DATA_PATH": str(METHODS[method].demo_data), "TRAIN_OUTPUT_DIR": str(output),
+        "TRAIN_MAX_STEPS": "60", "TRAIN_LOGGING_STEPS": "5", "TRAIN_SAVE_STEPS": "1000",
+        "TRAIN_LEARNING_RATE": str(METHODS[method].demo_learning_rate), **extra,
     }  # fmt: skip
 
 
@@ -46,28 +51,51 @@ def _stop_after(settings: dict[str, str], step: int, signum: int) -> tuple[int, 
 
 
 def _weights(output: Path) -> dict[str, torch.Tensor]:
-    return load_file(output / "final" / "model.safetensors")
+    final = output / "final"
+    return load_file(final / ("adapter_model.safetensors" if (final / "adapter_config.json").is_file()
+                              else "model.safetensors"))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dropout_model(demo_model: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo model with attention dropout on, so that a bit-exact resume proves the RNG state is restored."""
+    model = tmp_path_factory.mktemp("dropout-model")
+    for item in Path(demo_model).iterdir():
+        shutil.copy(item, model / item.name)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "attention_dropout": 0.1}))
+    return str(model)
+
+
+# Every method, full fine-tune and LoRA (whose lora_dropout is on by default); Ctrl-C once.
+CASES = [
+    *(pytest.param(m, lora, signal.SIGTERM, id=f"{m}-{'lora' if lora else 'full'}") for m in ("sft", "dpo", "kto")
+      for lora in (False, True)),
+    pytest.param("sft", False, signal.SIGINT, id="sft-full-ctrl-c"),
+]  # fmt: skip
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
-def test_a_stopped_run_resumes_to_the_weights_of_a_run_never_stopped(signum: int, demo_model: str,
-                                                                    tmp_path: Path) -> None:  # fmt: skip
-    whole = run_entrypoint(**_settings(demo_model, tmp_path / "whole"))
+@pytest.mark.parametrize(("method", "lora", "signum"), CASES)
+def test_a_stopped_run_resumes_to_the_weights_of_a_run_never_stopped(method: str, lora: bool, signum: int,
+                                                                    dropout_model: str, tmp_path: Path) -> None:  # fmt: skip
+    settings = functools.partial(_settings, dropout_model, method=method, TRAIN_USE_PEFT=str(lora).lower())
+    whole = run_entrypoint(**settings(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     stopped = tmp_path / "stopped"
-    code, stderr = _stop_after(_settings(demo_model, stopped), 20, signum)
-    assert code == 143, stderr[-3000:]
+    at = random.choice(range(10, 50, 5))  # a logged step, chosen at random
+    code, stderr = _stop_after(settings(stopped), at, signum)
+    assert code == 143, f"signal after step {at}: " + stderr[-3000:]
     checkpoints = OutputLayout(stopped).checkpoints()
     assert len(checkpoints) == 1 and (checkpoints[0][1] / COMPLETE_MARKER).is_file(), checkpoints
-    assert checkpoints[0][0] >= 20 and not (stopped / "final").exists()
+    assert checkpoints[0][0] >= at and not (stopped / "final").exists()
 
-    resumed = run_entrypoint(**_settings(demo_model, stopped))
+    resumed = run_entrypoint(**settings(stopped))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {checkpoints[0][1]}" in resumed.stderr
     assert all(torch.equal(a, b) for a, b in zip(_weights(stopped).values(), _weights(tmp_path / "whole").values(),
-                                                    strict=True))  # fmt: skip
+                                                    strict=True)), f"weights differ after a stop at step {at}"  # fmt: skip
     # The first logging window after the resume averages fewer steps; every later one must match exactly.
     after = checkpoints[0][0] + 5
     same_steps = [(s, loss) for s, loss in zip(whole.steps(), whole.series("loss"), strict=True) if s > after]
