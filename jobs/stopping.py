@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from types import FrameType
 from typing import Any
 
 from transformers import TrainerCallback
 
 from jobs.errors import EXIT_TERMINATED
+from jobs.monitor import lifecycle as monitor
 
 logger = logging.getLogger("jobs.train")
 
@@ -68,3 +70,51 @@ class StopAtStepEnd(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
+
+
+class StopBudget(TrainerCallback):
+    """Measures what a stop needs: the longest optimizer step plus the longest checkpoint save. When that
+    exceeds TRAIN_STOP_GRACE_SECONDS, a SIGTERM would be cut off by the SIGKILL that follows: warn once,
+    as soon as it is known, and export the figure (trainjob_stop_needed_seconds)."""
+
+    def __init__(self, grace_seconds: float) -> None:
+        self.grace = grace_seconds
+        self.longest_step = 0.0
+        self.longest_save = 0.0
+        self._mark = time.monotonic()
+        self.warned = False
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._mark = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        now = time.monotonic()
+        self.longest_step = max(self.longest_step, now - self._mark)
+        self._mark = now
+        self._judge(state)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._mark = time.monotonic()  # an evaluation between a step and its save is not part of a stop
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.longest_save = max(self.longest_save, time.monotonic() - self._mark)
+        self._judge(state)
+
+    @property
+    def needed(self) -> float:
+        return self.longest_step + self.longest_save
+
+    def _judge(self, state: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        if monitor.enabled():
+            monitor.job_metrics().stop_needed.set(self.needed)
+        if self.needed > self.grace and not self.warned:
+            self.warned = True
+            logger.warning(
+                "a stop needs %.1f s (a step: %.1f s, a checkpoint save: %.1f s so far), more than "
+                "TRAIN_STOP_GRACE_SECONDS=%.0f: a SIGTERM now would be cut off by the SIGKILL after it. Raise the "
+                "pod's terminationGracePeriodSeconds with TRAIN_STOP_GRACE_SECONDS, or shorten steps (batch, "
+                "gradient accumulation, max_length) and saves (LoRA)",
+                self.needed, self.longest_step, self.longest_save, self.grace,
+            )  # fmt: skip

@@ -29,7 +29,7 @@ from jobs.methods.base import Method
 from jobs.model import build_model_config, load_model, load_tokenizer, peft_config
 from jobs.monitor import lifecycle as monitor
 from jobs.progress import ProgressBar, StepLogger, wants_progress_bar
-from jobs.stopping import StopAtStepEnd, StopRequest
+from jobs.stopping import StopAtStepEnd, StopBudget, StopRequest
 
 logger = logging.getLogger("jobs.train")
 
@@ -67,9 +67,9 @@ def load_prepared_data(layout: OutputLayout) -> tuple[Any, Any]:
     return train, evaluation
 
 
-def callbacks(method: Method, health: StepHealth, stop: StopAtStepEnd) -> list[TrainerCallback]:
+def callbacks(method: Method, health: StepHealth, stop: StopAtStepEnd, budget: StopBudget) -> list[TrainerCallback]:
     # Stop before DivergenceStop: divergence must be able to cancel a stop's save of non-finite weights.
-    found: list[TrainerCallback] = [stop, DivergenceStop(health), StepLogger(), CheckpointMarker()]
+    found: list[TrainerCallback] = [stop, DivergenceStop(health), StepLogger(), CheckpointMarker(), budget]
     if wants_progress_bar():
         found.append(ProgressBar())
     if monitor.enabled():  # in jobs whose entrypoint runs an exporter
@@ -101,7 +101,7 @@ def build_trainer(config: JobConfig, method: Method, stop: StopAtStepEnd) -> tup
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=peft_config(model_args),
-            callbacks=callbacks(method, health, stop),
+            callbacks=callbacks(method, health, stop, StopBudget(config.job.stop_grace_seconds)),
         )
     except ValueError as error:  # TRL checks combinations of settings when the trainer is built
         raise ConfigError(f"TRL's {method.trl_trainer} rejected the settings: {error}") from None

@@ -97,6 +97,7 @@ def start(config: JobConfig) -> Exporter | None:
     model = str(config.model.get("model_name_or_path", ""))
     metrics.set_info(method=config.method, model=model, run_id=config.run_id)
     metrics.set_phase("validating")
+    metrics.stop_grace.set(settings.stop_grace_seconds)
     return exporter
 
 

@@ -50,6 +50,12 @@ class JobMetrics:
             registry,
         )
         self.save_steps = _gauge("save_steps", "Optimizer steps between checkpoints (absent: not by steps).", registry)
+        self.stop_needed = _gauge(
+            "stop_needed_seconds",
+            "Longest optimizer step plus longest checkpoint save so far: what a SIGTERM stop needs.",
+            registry,
+        )
+        self.stop_grace = _gauge("stop_grace_seconds", "TRAIN_STOP_GRACE_SECONDS: what a stop may take.", registry)
         self.exit_code = _gauge("exit_code", "The job's exit code, once it has one (see README).", registry)
         self.logged = {name: _gauge(name, text, registry) for name, text in LOG_GAUGES.values()}
         for method in METHODS.values():  # every method's, so the exporter's series do not depend on the run

@@ -11,15 +11,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from transformers import TrainerControl, TrainerState
 
 from jobs.layout import COMPLETE_MARKER, OutputLayout
 from jobs.methods import METHODS
+from jobs.stopping import StopBudget
 from tests.helpers import ROOT, clean_env, run_entrypoint
 
 
@@ -147,3 +150,17 @@ def test_validate_ignores_nothing_about_the_grace_period(tmp_path: Path) -> None
     run = run_entrypoint("validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
                          TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_STOP_GRACE_SECONDS="0")  # fmt: skip
     assert run.returncode == 2 and "TRAIN_STOP_GRACE_SECONDS=0.0 is out of range" in run.stderr
+
+
+def test_a_stop_that_cannot_fit_the_grace_period_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    budget, state, control = StopBudget(grace_seconds=0.2), TrainerState(), TrainerControl()
+    budget.on_step_begin(None, state, control)
+    time.sleep(0.12)  # a real step of 0.12 s: within the budget alone
+    budget.on_step_end(None, state, control)
+    assert not budget.warned
+    time.sleep(0.12)  # then a save of 0.12 s: 0.24 s in all, over the 0.2 s of grace
+    budget.on_save(None, state, control)
+    assert budget.warned and budget.needed > 0.2
+    budget.on_step_begin(None, state, control)
+    budget.on_step_end(None, state, control)
+    assert sum("more than TRAIN_STOP_GRACE_SECONDS=0" in r.getMessage() for r in caplog.records) == 1
