@@ -33,6 +33,9 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        # Once the stop's checkpoint is written nothing is left to lose: a later signal (the elastic agent
+        # stopping the other ranks as one exits) must not cut the exit short.
+        self.saved = False
 
     def install(self) -> None:
         for sig in STOP_SIGNALS:
@@ -40,6 +43,9 @@ class StopRequest:
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        if self.saved:
+            logger.info("%s received: the checkpoint is written, the job is exiting", name)
+            return
         if self.signal_name is not None:
             logger.error("second %s: aborting now, without a checkpoint", name)
             logging.shutdown()
@@ -70,6 +76,10 @@ class StopAtStepEnd(TrainerCallback):
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.stopped_at is not None:  # the trainer wrote the stop's checkpoint (the marker comes next)
+            self.request.saved = True
 
 
 class StopBudget(TrainerCallback):
