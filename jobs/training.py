@@ -21,7 +21,14 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from jobs.checkpoints import CheckpointMarker, discard, latest_complete_checkpoint, publish_final
 from jobs.config import JobConfig, redact
 from jobs.defaults import Device, training_settings
-from jobs.divergence import DivergenceStop, StepHealth, weights_are_finite, with_checked_steps
+from jobs.divergence import (
+    DivergenceStop,
+    ReadTrainingState,
+    StepHealth,
+    TrainingState,
+    weights_are_finite,
+    with_checked_steps,
+)
 from jobs.errors import ConfigError, JobError, TerminatedBySignal, TrainingDiverged
 from jobs.layout import OutputLayout
 from jobs.manifest import build_manifest
@@ -67,9 +74,12 @@ def load_prepared_data(layout: OutputLayout) -> tuple[Any, Any]:
     return train, evaluation
 
 
-def callbacks(method: Method, health: StepHealth, stop: StopAtStepEnd, budget: StopBudget) -> list[TrainerCallback]:
+def callbacks(
+    method: Method, health: StepHealth, stop: StopAtStepEnd, budget: StopBudget, readings: TrainingState
+) -> list[TrainerCallback]:
     # Stop before DivergenceStop: divergence must be able to cancel a stop's save of non-finite weights.
-    found: list[TrainerCallback] = [stop, DivergenceStop(health), StepLogger(), CheckpointMarker(), budget]
+    found: list[TrainerCallback] = [stop, DivergenceStop(health), StepLogger(), CheckpointMarker(), budget,
+                                    ReadTrainingState(readings)]  # fmt: skip
     if wants_progress_bar():
         found.append(ProgressBar())
     if monitor.enabled():  # in jobs whose entrypoint runs an exporter
@@ -92,7 +102,7 @@ def build_trainer(config: JobConfig, method: Method, stop: StopAtStepEnd) -> tup
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(config.layout.tensorboard))
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args, trust_remote_code=args.trust_remote_code)
-    health = StepHealth(limit=config.job.max_nonfinite_steps)
+    health, readings = StepHealth(limit=config.job.max_nonfinite_steps), TrainingState()
     try:
         trainer = with_checked_steps(method.trainer_class())(
             model=model,
@@ -101,11 +111,11 @@ def build_trainer(config: JobConfig, method: Method, stop: StopAtStepEnd) -> tup
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=peft_config(model_args),
-            callbacks=callbacks(method, health, stop, StopBudget(config.job.stop_grace_seconds)),
+            callbacks=callbacks(method, health, stop, StopBudget(config.job.stop_grace_seconds), readings),
         )
     except ValueError as error:  # TRL checks combinations of settings when the trainer is built
         raise ConfigError(f"TRL's {method.trl_trainer} rejected the settings: {error}") from None
-    trainer.step_health = health
+    trainer.step_health, trainer.training_state = health, readings
     stop.accelerator = trainer.accelerator
     if hasattr(trainer, "ref_model") and trainer.is_world_process_zero():
         reference = "the policy with its adapter disabled" if trainer.ref_model is None else "a frozen copy"

@@ -24,6 +24,8 @@ LOG_GAUGES = {
     "learning_rate": ("learning_rate", "Learning rate at the last logging step."),
     "grad_norm": ("grad_norm", "Gradient norm (before clipping) at the last logging step."),
     "epoch": ("epoch", "Fractional epoch at the last logging step."),
+    "param_norm": ("param_norm", "Norm of the trained weights at the last logging step."),
+    "update_ratio": ("update_ratio", "Norm of the last AdamW update over the norm of the trained weights."),
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from jobs.divergence import StepHealth, weights_are_finite
+from jobs.divergence import StepHealth, TrainingState, adamw_update_norm, weights_are_finite
 from jobs.layout import COMPLETE_MARKER
 from tests.helpers import run_entrypoint
 
@@ -63,3 +63,38 @@ def test_a_diverging_run_exits_6_and_keeps_the_last_good_checkpoint_and_final(de
     assert not list(tmp_path.glob("final.*"))  # the good final/ was neither replaced nor moved aside
     losses = [entry["loss"] for entry in run.logs() if "loss" in entry and "step" in entry]
     assert any(math.isnan(loss) for loss in losses)  # logged as it is, not as a running average
+
+
+def test_the_adamw_update_norm_is_the_change_of_the_weights() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    for _ in range(3):
+        before = [p.detach().clone() for p in model.parameters()]
+        model(torch.randn(16, 8)).pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        moved = torch.stack([(p.detach() - b).norm() for p, b in zip(model.parameters(), before, strict=True)]).norm()
+        reported = adamw_update_norm(optimizer)
+        assert reported == pytest.approx(float(moved), rel=1e-2)  # decay is applied to the weights before the step
+    assert adamw_update_norm(torch.optim.SGD(model.parameters(), lr=0.1)) is None
+
+
+@pytest.mark.parametrize(
+    ("readings", "grad_norms", "warning"),
+    [
+        pytest.param({"update_ratio": 0.3}, [1.0], "the learning rate is far too high", id="updates-too-large"),
+        pytest.param({"update_ratio": 1e-9}, [1.0], "the learning rate is too low", id="updates-vanishing"),
+        pytest.param({}, [1.0, 1.1, 0.9, 1.0, 1.2, 50.0], "gradients are exploding", id="gradients-exploding"),
+        pytest.param({}, [1e-12], "gradients vanished", id="gradients-vanished"),
+        pytest.param({"update_ratio": 1e-3}, [1.0, 1.1, 0.9, 1.0, 1.2, 1.3], None, id="healthy"),
+    ],
+)
+def test_training_state_warnings(readings: dict[str, float], grad_norms: list[float], warning: str | None,
+                                 caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    state = TrainingState()
+    for step, grad_norm in enumerate(grad_norms, start=1):
+        state.pending = dict(readings)
+        assert state.take({"loss": 1.0, "grad_norm": grad_norm}, step) == readings
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert (warning in messages) if warning else not messages

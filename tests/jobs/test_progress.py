@@ -69,7 +69,7 @@ def test_a_pipe_gets_plain_lines_appended_across_runs_and_tensorboard_scalars(de
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/learning_rate", "train/grad_norm"} <= scalars, scalars
+    assert {"train/loss", "train/learning_rate", "train/grad_norm", "train/param_norm", "train/update_ratio"} <= scalars
     assert [event.step for event in events.Scalars("train/loss")][:4] == [5, 10, 15, 20]
 
 
