@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +75,27 @@ def load_prepared_data(layout: OutputLayout) -> tuple[Any, Any]:
     return train, evaluation
 
 
-def callbacks(
-    method: Method, health: StepHealth, stop: StopAtStepEnd, budget: StopBudget, readings: TrainingState
-) -> list[TrainerCallback]:
-    # Stop before DivergenceStop: divergence must be able to cancel a stop's save of non-finite weights.
-    found: list[TrainerCallback] = [stop, DivergenceStop(health), StepLogger(), CheckpointMarker(), budget,
-                                    ReadTrainingState(readings)]  # fmt: skip
+@dataclass
+class Guards:
+    """What watches one run: stop requests, non-finite steps, what a stop needs, the training state."""
+
+    stop: StopAtStepEnd
+    health: StepHealth
+    budget: StopBudget
+    readings: TrainingState
+
+    @classmethod
+    def for_run(cls, config: JobConfig, request: StopRequest) -> Guards:
+        return cls(StopAtStepEnd(request), StepHealth(limit=config.job.max_nonfinite_steps),
+                   StopBudget(config.job.stop_grace_seconds), TrainingState())  # fmt: skip
+
+    def callbacks(self) -> list[TrainerCallback]:
+        # The stop comes before DivergenceStop, so that divergence can cancel a stop's save of non-finite weights.
+        return [self.stop, DivergenceStop(self.health), self.budget, ReadTrainingState(self.readings)]
+
+
+def callbacks(method: Method, guards: Guards) -> list[TrainerCallback]:
+    found: list[TrainerCallback] = [*guards.callbacks(), StepLogger(), CheckpointMarker()]
     if wants_progress_bar():
         found.append(ProgressBar())
     if monitor.enabled():  # in jobs whose entrypoint runs an exporter
@@ -89,7 +105,7 @@ def callbacks(
     return found
 
 
-def build_trainer(config: JobConfig, method: Method, stop: StopAtStepEnd) -> tuple[Any, Any]:
+def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[Any, Any]:
     """The method's TRL trainer and tokenizer, in the order that fails cheapest first."""
     device = Device.probe_torch()
     model_args = build_model_config(config.model, device)
@@ -102,7 +118,6 @@ def build_trainer(config: JobConfig, method: Method, stop: StopAtStepEnd) -> tup
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(config.layout.tensorboard))
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args, trust_remote_code=args.trust_remote_code)
-    health, readings = StepHealth(limit=config.job.max_nonfinite_steps), TrainingState()
     try:
         trainer = with_checked_steps(method.trainer_class())(
             model=model,
@@ -111,12 +126,12 @@ def build_trainer(config: JobConfig, method: Method, stop: StopAtStepEnd) -> tup
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=peft_config(model_args),
-            callbacks=callbacks(method, health, stop, StopBudget(config.job.stop_grace_seconds), readings),
+            callbacks=callbacks(method, guards),
         )
     except ValueError as error:  # TRL checks combinations of settings when the trainer is built
         raise ConfigError(f"TRL's {method.trl_trainer} rejected the settings: {error}") from None
-    trainer.step_health, trainer.training_state = health, readings
-    stop.accelerator = trainer.accelerator
+    trainer.step_health, trainer.training_state = guards.health, guards.readings
+    guards.stop.accelerator = trainer.accelerator
     if hasattr(trainer, "ref_model") and trainer.is_world_process_zero():
         reference = "the policy with its adapter disabled" if trainer.ref_model is None else "a frozen copy"
         logger.info("%s reference model: %s", method.name.upper(), reference)
@@ -127,8 +142,8 @@ def train(config: JobConfig, method: Method) -> None:
     """Resume from the newest complete checkpoint, train, then save the final model atomically."""
     request = StopRequest()
     request.install()  # from here on, SIGTERM/SIGINT save and stop instead of killing the process
-    stop = StopAtStepEnd(request)
-    trainer, tokenizer = build_trainer(config, method, stop)
+    guards = Guards.for_run(config, request)
+    trainer, tokenizer = build_trainer(config, method, guards)
     if request.signal_name is not None:  # asked to stop while loading: nothing new to save
         raise TerminatedBySignal(f"{request.signal_name} before the first step; nothing was lost")
     quiet_library_output(trainer)
@@ -143,10 +158,10 @@ def train(config: JobConfig, method: Method) -> None:
         for callback in trainer.callback_handler.callbacks:
             if isinstance(callback, ProgressBar):  # a crash skips on_train_end: put the terminal back
                 callback.on_train_end(trainer.args, trainer.state, trainer.control)
-    health = trainer.step_health
-    if stop.stopped_at is not None and health.diverged_at is None:
+    health, stopped_at = guards.health, guards.stop.stopped_at
+    if stopped_at is not None and health.diverged_at is None:
         raise TerminatedBySignal(
-            f"{request.signal_name} at step {stop.stopped_at}; {latest_complete_checkpoint(config.layout)} "
+            f"{request.signal_name} at step {stopped_at}; {latest_complete_checkpoint(config.layout)} "
             "is complete, and a restart resumes from it"
         )
     if health.diverged_at is not None:
