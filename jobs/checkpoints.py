@@ -57,7 +57,7 @@ def latest_complete_checkpoint(layout: OutputLayout) -> Path | None:
     """The complete checkpoint with the highest step, or None; incomplete ones are reported and skipped."""
     complete = None
     for _step, directory in layout.checkpoints():
-        if (directory / COMPLETE_MARKER).is_file():
+        if layout.is_complete(directory):
             complete = directory
         else:
             why = "its save was interrupted, or its weights were not finite"

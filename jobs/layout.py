@@ -100,7 +100,7 @@ class OutputLayout:
         would count it, and a resume must never use it); nothing is deleted. Run by one process only."""
         moved = []
         for step, directory in self.checkpoints():
-            if (directory / COMPLETE_MARKER).is_file():
+            if self.is_complete(directory):
                 continue
             target = self.root / f"incomplete-checkpoint-{step}"
             if target.exists():
