@@ -1,5 +1,6 @@
 # make sft | dpo | …  train on the built-in demo (tiny offline model + bundled data), or on yours via TRAIN_*
 # make validate       config and data checks only (TRAIN_METHOD, TRAIN_DATA_PATH ...); writes validation_report.json
+# make estimate       the peak memory of a training process against this machine's (TRAIN_METHOD, model ...)
 # make test | lint    the test suite (with coverage gate) and the static checks
 # make bench          benchmarks as ratios against a baseline measured in the same run
 # make install        the .venv (done automatically by every other target)
@@ -19,10 +20,10 @@ ifeq ($(origin TRAIN_MODEL_NAME_OR_PATH),undefined)
 DEMO_PREREQ := $(DEMO_MODEL)/config.json
 endif
 
-.PHONY: help install $(METHODS) validate test test-tools lint bench catalog demo-model clean
+.PHONY: help install $(METHODS) validate estimate test test-tools lint bench catalog demo-model clean
 
 help:
-	@sed -n 's/^# //p' Makefile | head -5
+	@sed -n 's/^# //p' Makefile | head -6
 
 $(STAMP): requirements.txt requirements-dev.txt scripts/install.sh
 	test -x $(PY) || { scripts/test-tools.sh venv $(PYTHON) && $(PYTHON) -m venv $(VENV); }
@@ -42,6 +43,9 @@ $(METHODS): $(STAMP) $(DEMO_PREREQ)
 
 validate: $(STAMP)
 	$(PY) -m jobs.demo run validate
+
+estimate: $(STAMP) $(DEMO_PREREQ)
+	$(PY) -m jobs.demo run estimate
 
 # Debian packages the tests use (a real Prometheus, promtool, a Pushgateway): installed when missing as
 # root, otherwise the command to run is printed.

@@ -2,6 +2,7 @@
 
     python entrypoint.py            # validate, then train (TRAIN_METHOD: see --help)
     python entrypoint.py validate   # config and data checks only; writes validation_report.json
+    python entrypoint.py estimate   # the peak memory of a training process, against this machine's
     python entrypoint.py --help     # every TRAIN_* variable with type, default and help
 
 Exit codes: 0 finished, 1 crash (a retry resumes), 2 configuration, 3 data, 4 environment,
@@ -34,11 +35,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="entrypoint.py", description=__doc__, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", nargs="?", choices=["train", "validate"], default="train")
+    parser.add_argument("command", nargs="?", choices=["train", "validate", "estimate"], default="train")
     return parser.parse_args(argv)
 
 
+def estimate(config: JobConfig) -> int:
+    """Print the memory breakdown; exit 4 where training would be refused."""
+    from jobs.errors import EXIT_ENVIRONMENT
+    from jobs.memory import REFUSE_ABOVE, Model, assess, cheapest_fix
+    from jobs.preflight import check_model_dir
+
+    model_path = str(config.model.get("model_name_or_path"))
+    check_model_dir(model_path)
+    verdict, model = assess(config), Model.read(model_path)
+    if verdict is None or model is None:
+        logger.error("no estimate: %s has no safetensors weights, whose headers it reads", model_path)
+        return EXIT_ENVIRONMENT
+    report = verdict.lines(model_path)  # the command's output: stdout, not the log
+    if verdict.fraction > REFUSE_ABOVE:
+        report.append(
+            f"training would be refused (exit {EXIT_ENVIRONMENT}); cheapest fix: {cheapest_fix(model, verdict)}"
+        )
+    sys.stdout.write("\n".join(report) + "\n")
+    sys.stdout.flush()  # before the log's last line on stderr
+    if verdict.fraction > REFUSE_ABOVE:
+        return EXIT_ENVIRONMENT
+    return 0
+
+
 def run(config: JobConfig, command: str) -> int:
+    if command == "estimate":
+        return estimate(config)
     from jobs.logs import log_to_file
     from jobs.preflight import check_output_dir, run_preflight
 
@@ -66,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config, exporter = None, None
     try:
-        config = load_config(os.environ)
+        config = load_config(os.environ, require_data=args.command != "estimate")
         if args.command == "train":
             exporter = monitor.start(config)
         code = run(config, args.command)

@@ -119,6 +119,14 @@ class JobSettings:
             "min": 1,
         },
     )
+    memory_check: Literal["refuse", "warn", "off"] = field(
+        default="refuse",
+        metadata={
+            "help": "Before the model loads, estimate the peak memory of a training process (`entrypoint.py "
+            "estimate` prints it) against the GPU's memory, or on CPU the smaller of the cgroup limit and RAM. "
+            "refuse: exit 4 above 95 % with the cheapest fix, warn above 80 %; warn: only warn; off: no estimate."
+        },
+    )
     metrics_port: int = field(
         default=9464,
         metadata={
@@ -370,8 +378,9 @@ def _is_service_link(variable: str, raw: str) -> bool:
     return bool(_SERVICE_LINK_NAME.search(variable) or _SERVICE_LINK_VALUE.match(raw.strip()))
 
 
-def load_config(environ: Mapping[str, str]) -> JobConfig:
-    """Read every TRAIN_* variable; raise ConfigError listing every problem found."""
+def load_config(environ: Mapping[str, str], require_data: bool = True) -> JobConfig:
+    """Read every TRAIN_* variable; raise ConfigError listing every problem found (a memory estimate
+    needs no data: `require_data=False`)."""
     problems: list[str] = []
     method = _read_method(environ, problems)
     values: dict[str, dict[str, Any]] = {"job": {"method": method}, "model": {}, "training": {}}
@@ -393,7 +402,7 @@ def load_config(environ: Mapping[str, str]) -> JobConfig:
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) with the TRAIN_* variables", problems)
     job = JobSettings(**values["job"])
-    _require(job)
+    _require(job, require_data)
     _check_model_combinations(values["model"])
     return JobConfig(
         job=job,
@@ -432,8 +441,8 @@ def _read_variable(variable: str, raw: str, method: str | None, values: dict[str
     return None
 
 
-def _require(job: JobSettings) -> None:
-    if not job.data_path:
+def _require(job: JobSettings, require_data: bool) -> None:
+    if require_data and not job.data_path:
         raise ConfigError(
             "TRAIN_DATA_PATH is not set; point it at a .jsonl/.json/.parquet file (`make <method>` sets a demo)"
         )

@@ -5,9 +5,11 @@ The task is counting on (jobs/counting.py); each method's sample data comes from
 (jobs/methods/). A random 2-layer model learns it in a few dozen CPU steps.
 
     python -m jobs.demo model .cache/demo-model    # build the model and tokenizer (seconds, offline)
+    python -m jobs.demo model DIR --shape 76m      # a Llama-shaped 76M model (benchmarks, memory tests)
     python -m jobs.demo data                       # regenerate every method's bundled sample file
     python -m jobs.demo run sft                    # what `make sft` runs (TRAIN_* still override)
     python -m jobs.demo run validate               # what `make validate` runs
+    python -m jobs.demo run estimate               # what `make estimate` runs (TRAIN_METHOD, default dpo)
 """
 
 from __future__ import annotations
@@ -66,20 +68,30 @@ def build_tokenizer(vocab_size: int = 384) -> Any:
     return tokenizer
 
 
-def build_model(directory: Path) -> None:
-    """Write a randomly initialised tiny Llama and its tokenizer to `directory` (deterministic, offline)."""
+# Model shapes: the demo's, and Llama-shaped ones at realistic proportions (a 32k vocabulary, untied
+# embeddings, MLP ~3x hidden, grouped KV heads) for benchmarks and memory tests. Dropout is on in those,
+# as in many pretrained configs, so resume tests cover the RNG state.
+SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_size": 128, "intermediate_size": 352, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "max_position_embeddings": 512},
+    "76m": {"vocab_size": 32000, "hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 14,
+            "num_attention_heads": 8, "num_key_value_heads": 4, "attention_dropout": 0.1,
+            "max_position_embeddings": 2048},
+    "150m": {"vocab_size": 32000, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 16,
+             "num_attention_heads": 12, "num_key_value_heads": 4, "attention_dropout": 0.1,
+             "max_position_embeddings": 2048},
+}  # fmt: skip
+
+
+def build_model(directory: Path, shape: str = "tiny") -> None:
+    """Write a randomly initialised Llama of `shape` and the demo tokenizer to `directory` (deterministic,
+    offline). Larger shapes keep their own vocabulary size: the rows past the tokenizer's are never used."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=352,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
+        **{"vocab_size": len(tokenizer), **SHAPES[shape]},
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
@@ -110,6 +122,10 @@ def demo_environment(command: str, environ: dict[str, str]) -> dict[str, str]:
         if method is not None:  # an unknown method is the entrypoint's to report
             env.setdefault("TRAIN_DATA_PATH", _relative(method.demo_data))
         return env
+    if command == "estimate":  # of the method asked for, on the demo unless a model is named
+        command = env.get("TRAIN_METHOD", "dpo")
+        if command not in METHODS:
+            return env
     method = METHODS[command]
     env["TRAIN_METHOD"] = method.name
     if "TRAIN_MODEL_NAME_OR_PATH" not in env:
@@ -131,18 +147,21 @@ def run(command: str) -> None:
     if env.get("TRAIN_MODEL_NAME_OR_PATH") == _relative(DEMO_MODEL) and not (DEMO_MODEL / "config.json").is_file():
         build_model(DEMO_MODEL)
     os.chdir(ROOT)
-    os.execve(sys.executable, [sys.executable, "entrypoint.py", *([command] if command == "validate" else [])], env)
+    subcommand = [command] if command in ("validate", "estimate") else []
+    os.execve(sys.executable, [sys.executable, "entrypoint.py", *subcommand], env)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    sub.add_parser("model").add_argument("directory", type=Path)
+    model = sub.add_parser("model")
+    model.add_argument("directory", type=Path)
+    model.add_argument("--shape", choices=SHAPES, default="tiny")
     sub.add_parser("data")
-    sub.add_parser("run").add_argument("command", choices=[*METHODS, "validate"])
+    sub.add_parser("run").add_argument("command", choices=[*METHODS, "validate", "estimate"])
     args = parser.parse_args(argv)
     if args.what == "model":
-        build_model(args.directory)
+        build_model(args.directory, args.shape)
     elif args.what == "data":
         write_sample_data()
     else:

@@ -73,10 +73,6 @@ class CheckedSteps:
         return norm
 
 
-def with_checked_steps(trainer_class: type[Any]) -> type[Any]:
-    return type(trainer_class.__name__, (CheckedSteps, trainer_class), {})
-
-
 class DivergenceStop(TrainerCallback):
     """Ends training once `limit` optimizer steps in a row were non-finite."""
 
@@ -119,11 +115,13 @@ class TrainingState:
 
     def take(self, logs: dict[str, float], step: int) -> dict[str, float]:
         readings, self.pending = self.pending, {}
-        self._judge(readings, logs.get("grad_norm"), step)
+        self._judge(readings, logs.get("grad_norm"), step, logs.get("learning_rate"))
         return readings
 
-    def _judge(self, readings: dict[str, float], grad_norm: float | None, step: int) -> None:
+    def _judge(self, readings: dict[str, float], grad_norm: float | None, step: int, lr: float | None) -> None:
         ratio = readings.get("update_ratio")
+        if lr == 0:  # warmup's first step (or a schedule's last): no update is expected
+            ratio = None
         if ratio is not None and ratio > UPDATE_RATIO_HIGH:
             logger.warning("step %d: updates move the weights by %.1f%% a step: the learning rate is far too high "
                            "(healthy runs: around 0.1%%)", step, 100 * ratio)  # fmt: skip

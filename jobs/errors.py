@@ -32,10 +32,11 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(EXIT_DATA, "data error (schema, semantics, leakage)", retry=False),
     ExitCode(
         EXIT_ENVIRONMENT,
-        "environment error: model or data path missing/unreadable, output not writable, disk too small",
+        "environment error: model or data path missing/unreadable, output not writable, disk too small, "
+        "not enough memory for the estimated peak",
         retry=False,
     ),
-    ExitCode(EXIT_OUT_OF_MEMORY, "out of device memory during training", retry=False),
+    ExitCode(EXIT_OUT_OF_MEMORY, "out of memory during training (the message shows the estimate)", retry=False),
     ExitCode(EXIT_DIVERGED, "training diverged: the loss or gradient norm stayed non-finite", retry=False),
     ExitCode(EXIT_TERMINATED, "stopped by SIGTERM or Ctrl-C after writing a complete checkpoint", retry=True),
 )

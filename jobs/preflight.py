@@ -21,7 +21,8 @@ from jobs.data.report import summary_lines
 from jobs.data.validate import Policy, ValidationResult, validate_dataset
 from jobs.defaults import Device, model_settings
 from jobs.errors import DataError, EnvironmentProblem
-from jobs.estimate import checkpoint_bytes, read_tensors
+from jobs.estimate import checkpoint_bytes, human_size, read_tensors
+from jobs.memory import check_memory
 from jobs.methods import METHODS, methods_for_kind
 from jobs.resume import check_resume
 
@@ -139,15 +140,11 @@ def check_disk_room(config: JobConfig) -> None:
     if free < needed:
         what = f"LoRA r={lora_rank} adapter" if lora_rank else f"full {dtype} fine-tune"
         raise EnvironmentProblem(
-            f"TRAIN_OUTPUT_DIR={config.output_dir} has {_size(free)} free, but a checkpoint of this {what} "
-            f"(weights and AdamW states) takes about {_size(needed / CHECKPOINTS_OF_ROOM)} and the job needs room "
-            f"for {CHECKPOINTS_OF_ROOM}: {_size(needed)}. Mount a larger volume, free space, or train LoRA "
+            f"TRAIN_OUTPUT_DIR={config.output_dir} has {human_size(free)} free, but a checkpoint of this {what} "
+            f"(weights and AdamW states) takes about {human_size(needed / CHECKPOINTS_OF_ROOM)} and the job needs room "
+            f"for {CHECKPOINTS_OF_ROOM}: {human_size(needed)}. Mount a larger volume, free space, or train LoRA "
             "(TRAIN_USE_PEFT=true)"
         )
-
-
-def _size(size: float) -> str:
-    return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
 
 def check_model_dir(model_path: str | None) -> None:
@@ -177,6 +174,7 @@ def run_preflight(config: JobConfig, *, for_training: bool) -> dict[str, Any]:
     """The model and data checks, in order of cost (after `check_output_dir`); returns the validation report."""
     if for_training:
         check_model_dir(config.model.get("model_name_or_path"))
+        check_memory(config)
         check_disk_room(config)
         config.layout.set_aside_incomplete()
     # Token counting needs the tokenizer (and torch): training has a model; validate only when one is named.

@@ -4,15 +4,21 @@ at once.
 
 Every rank handles the signal itself. At each step boundary the ranks agree (one tiny all-reduce) on
 whether any of them was asked to stop, so they stop at the same step and write one checkpoint together;
-the completeness marker follows a barrier (jobs/checkpoints.py). Limits: the flag is read between
-optimizer steps, so a step (with its gradient accumulation) that outlasts the grace period is cut off
-by the SIGKILL that follows it; size TRAIN_STOP_GRACE_SECONDS to a step plus a checkpoint save.
+the completeness marker follows a barrier (jobs/checkpoints.py).
+
+A single process with gradient accumulation does not wait for the step to end: weights change only at
+the optimizer step, so it stops at the next micro-batch, drops the partial gradients and saves the state
+of the last finished step, its RNG state included (snapshotted at each step's end), so that the resumed
+run is the uninterrupted one. Under DDP or ZeRO the ranks may be inside a collective mid-step and stop at
+the step boundary: a step (with its accumulation) plus a checkpoint save must then fit in
+TRAIN_STOP_GRACE_SECONDS, or the SIGKILL after it cuts the save off.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import time
 from types import FrameType
@@ -54,13 +60,47 @@ class StopRequest:
         logger.warning("%s received: saving a checkpoint at the end of this step, then stopping (again: abort)", name)
 
 
+class StopMidStep(Exception):
+    """Raised before a micro-batch of a single-process step when a stop was requested (see the docstring)."""
+
+
+class RngSnapshot:
+    """The random states a checkpoint saves (transformers' `_save_rng_state`), taken and put back."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, Any] | None = None
+
+    def take(self) -> None:
+        import numpy as np
+        import torch
+
+        cuda = torch.cuda.random.get_rng_state_all() if torch.cuda.is_available() else None
+        self.states = {"python": random.getstate(), "numpy": np.random.get_state(),
+                       "cpu": torch.random.get_rng_state(), "cuda": cuda}  # fmt: skip
+
+    def restore(self) -> None:
+        import numpy as np
+        import torch
+
+        if self.states is None:
+            return
+        random.setstate(self.states["python"])
+        np.random.set_state(self.states["numpy"])
+        torch.random.set_rng_state(self.states["cpu"])
+        if self.states["cuda"] is not None:
+            torch.cuda.random.set_rng_state_all(self.states["cuda"])
+
+
 class StopAtStepEnd(TrainerCallback):
-    """At each optimizer step's end: if any rank was asked to stop, every rank saves and stops here."""
+    """At each optimizer step's end: if any rank was asked to stop, every rank saves and stops here. A single
+    process with gradient accumulation also stops between micro-batches (`StoppableSteps`)."""
 
     def __init__(self, request: StopRequest) -> None:
         self.request = request
         self.accelerator: Any = None  # set once the trainer exists; None in tests of a single process
         self.stopped_at: int | None = None
+        self.step_end_rng = RngSnapshot()
+        self.mid_step = False  # whether this run may stop between micro-batches
 
     def _anyone_asked(self) -> bool:
         asked = self.request.signal_name is not None
@@ -71,15 +111,51 @@ class StopAtStepEnd(TrainerCallback):
         flag = torch.tensor([1.0 if asked else 0.0], device=self.accelerator.device)
         return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        single = self.accelerator is None or self.accelerator.num_processes == 1
+        self.mid_step = single and args.gradient_accumulation_steps > 1
+        if self.mid_step:
+            self.step_end_rng.take()
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self._anyone_asked():
             self.stopped_at = state.global_step
             control.should_save = True
             control.should_training_stop = True
+        elif self.mid_step:
+            self.step_end_rng.take()
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.stopped_at is not None:  # the trainer wrote the stop's checkpoint (the marker comes next)
             self.request.saved = True
+
+
+class StoppableSteps:
+    """Mixed into the method's trainer: before each micro-batch, a requested stop in a single process with
+    gradient accumulation ends the step (`StopMidStep`; `save_stopped_mid_step` writes the checkpoint)."""
+
+    stop_at_step_end: StopAtStepEnd
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        stop = self.stop_at_step_end
+        if stop.mid_step and stop.request.signal_name is not None:
+            raise StopMidStep
+        return super().training_step(*args, **kwargs)  # type: ignore[misc]
+
+
+def save_stopped_mid_step(trainer: Any, stop: StopAtStepEnd, complete: Any) -> None:
+    """Save the last finished step after `StopMidStep`: its weights and optimizer are untouched (no optimizer
+    step ran since); the partial gradients are dropped; its RNG state is put back before it is saved.
+    `complete(step)` tells whether that step's checkpoint is already written, which is then kept as it is."""
+    step = trainer.state.global_step
+    stop.stopped_at = step
+    logger.info("stopped between micro-batches of step %d: saving the state after step %d", step + 1, step)
+    if step == 0 or complete(step):
+        stop.request.saved = True
+        return
+    stop.step_end_rng.restore()
+    trainer._save_checkpoint(trainer.model_wrapped, None)
+    trainer.control = trainer.callback_handler.on_save(trainer.args, trainer.state, trainer.control)
 
 
 class StopBudget(TrainerCallback):

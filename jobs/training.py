@@ -23,21 +23,22 @@ from jobs.checkpoints import CheckpointMarker, discard, latest_complete_checkpoi
 from jobs.config import JobConfig, redact
 from jobs.defaults import Device, training_settings
 from jobs.divergence import (
+    CheckedSteps,
     DivergenceStop,
     ReadTrainingState,
     StepHealth,
     TrainingState,
     weights_are_finite,
-    with_checked_steps,
 )
 from jobs.errors import ConfigError, JobError, TerminatedBySignal, TrainingDiverged
 from jobs.layout import OutputLayout
 from jobs.manifest import build_manifest
+from jobs.memory import PeakWatch
 from jobs.methods.base import Method
 from jobs.model import build_model_config, load_model, load_tokenizer, peft_config
 from jobs.monitor import lifecycle as monitor
 from jobs.progress import ProgressBar, StepLogger, wants_progress_bar
-from jobs.stopping import StopAtStepEnd, StopBudget, StopRequest
+from jobs.stopping import StopAtStepEnd, StopBudget, StopMidStep, StoppableSteps, StopRequest, save_stopped_mid_step
 
 logger = logging.getLogger("jobs.train")
 
@@ -83,11 +84,12 @@ class Guards:
     health: StepHealth
     budget: StopBudget
     readings: TrainingState
+    memory: PeakWatch
 
     @classmethod
     def for_run(cls, config: JobConfig, request: StopRequest) -> Guards:
         return cls(StopAtStepEnd(request), StepHealth(limit=config.job.max_nonfinite_steps),
-                   StopBudget(config.job.stop_grace_seconds), TrainingState())  # fmt: skip
+                   StopBudget(config.job.stop_grace_seconds), TrainingState(), PeakWatch())  # fmt: skip
 
     def callbacks(self) -> list[TrainerCallback]:
         # The stop comes before DivergenceStop, so that divergence can cancel a stop's save of non-finite weights.
@@ -101,8 +103,13 @@ def callbacks(method: Method, guards: Guards) -> list[TrainerCallback]:
     if monitor.enabled():  # in jobs whose entrypoint runs an exporter
         from jobs.monitor.callback import MetricsCallback
 
-        found.append(MetricsCallback(method))
+        found.append(MetricsCallback(method, guards.memory))
     return found
+
+
+def guarded(trainer_class: type[Any]) -> type[Any]:
+    """The method's trainer with the per-micro-batch hooks: stop between micro-batches, check each step."""
+    return type(trainer_class.__name__, (StoppableSteps, CheckedSteps, trainer_class), {})
 
 
 def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[Any, Any]:
@@ -117,9 +124,10 @@ def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[An
     if "tensorboard" in args.report_to:  # read by transformers' TensorBoardCallback when it is created
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(config.layout.tensorboard))
     tokenizer = load_tokenizer(model_args)
+    guards.memory.start()
     model = load_model(model_args, trust_remote_code=args.trust_remote_code)
     try:
-        trainer = with_checked_steps(method.trainer_class())(
+        trainer = guarded(method.trainer_class())(
             model=model,
             args=args,
             train_dataset=train_dataset,
@@ -131,6 +139,7 @@ def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[An
     except ValueError as error:  # TRL checks combinations of settings when the trainer is built
         raise ConfigError(f"TRL's {method.trl_trainer} rejected the settings: {error}") from None
     trainer.step_health, trainer.training_state = guards.health, guards.readings
+    trainer.stop_at_step_end = guards.stop
     guards.stop.accelerator = trainer.accelerator
     if hasattr(trainer, "ref_model") and trainer.is_world_process_zero():
         reference = "the policy with its adapter disabled" if trainer.ref_model is None else "a frozen copy"
@@ -152,18 +161,14 @@ def train(config: JobConfig, method: Method) -> None:
         logger.info("resuming from %s", resume)
     if trainer.is_world_process_zero():
         logger.info("training %s on %d records", method.name, len(trainer.train_dataset))
-    try:
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    finally:
-        for callback in trainer.callback_handler.callbacks:
-            if isinstance(callback, ProgressBar):  # a crash skips on_train_end: put the terminal back
-                callback.on_train_end(trainer.args, trainer.state, trainer.control)
+    _run(trainer, guards, config.layout, resume)
+    if trainer.is_world_process_zero():
+        guards.memory.log_summary(config)
     health, stopped_at = guards.health, guards.stop.stopped_at
     if stopped_at is not None and health.diverged_at is None:
-        raise TerminatedBySignal(
-            f"{request.signal_name} at step {stopped_at}; {latest_complete_checkpoint(config.layout)} "
-            "is complete, and a restart resumes from it"
-        )
+        newest = latest_complete_checkpoint(config.layout)
+        after = f"{newest} is complete, and a restart resumes from it" if newest else "a restart starts over"
+        raise TerminatedBySignal(f"{request.signal_name} at step {stopped_at}; {after}")
     if health.diverged_at is not None:
         raise TrainingDiverged(
             f"the loss or gradient norm was NaN or infinite for {health.streak} optimizer steps in a row, up to "
@@ -174,6 +179,17 @@ def train(config: JobConfig, method: Method) -> None:
     if trainer.is_world_process_zero():
         monitor.set_phase("saving")
     save_final(trainer, config, tokenizer)
+
+
+def _run(trainer: Any, guards: Guards, layout: OutputLayout, resume: Path | None) -> None:
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except StopMidStep:
+        save_stopped_mid_step(trainer, guards.stop, lambda step: layout.is_complete(layout.checkpoint(step)))
+    finally:
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, ProgressBar):  # a crash skips on_train_end: put the terminal back
+                callback.on_train_end(trainer.args, trainer.state, trainer.control)
 
 
 def quiet_library_output(trainer: Any) -> None:

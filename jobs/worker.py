@@ -34,7 +34,9 @@ def run_worker(config: JobConfig) -> int:
         return error.exit_code
     except Exception as error:
         if is_out_of_memory(error):
-            logger.error("out of device memory: %s; lower the batch size, enable TRAIN_LOAD_IN_4BIT or ZeRO-3", error)
+            from jobs.memory import out_of_memory_report
+
+            logger.error("out of memory: %s\n%s", str(error).splitlines()[0], out_of_memory_report(config))
             return EXIT_OUT_OF_MEMORY
         logger.exception("unexpected crash")
         return EXIT_CRASH
@@ -44,7 +46,9 @@ def run_worker(config: JobConfig) -> int:
 def is_out_of_memory(error: BaseException) -> bool:
     import torch
 
-    return isinstance(error, torch.OutOfMemoryError) or "CUDA out of memory" in str(error)
+    # CPU tensors that cannot be allocated raise a RuntimeError from torch's CPU allocator.
+    text = str(error)
+    return isinstance(error, torch.OutOfMemoryError) or "CUDA out of memory" in text or "can't allocate memory" in text
 
 
 def record_rank_outcome(layout: OutputLayout, exit_code: int) -> None:

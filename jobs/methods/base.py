@@ -50,6 +50,10 @@ class Method:
     demo_records: Callable[[], list[dict[str, Any]]]
     demo_learning_rate: float
     metrics: tuple[MethodMetric, ...] = ()
+    # For the memory estimate (jobs/estimate.py): sequences per example in the forward pass that trains
+    # (DPO concatenates chosen and rejected), and whether a reference model scores them too.
+    sequences_per_example: int = 1
+    reference_model: bool = False
     # Problems with this method's training settings (parsed TRAIN_* values by field name) that TRL
     # would only raise once the model is loaded.
     check_settings: Callable[[Mapping[str, Any]], list[str]] = no_checks

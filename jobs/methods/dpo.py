@@ -39,6 +39,8 @@ METHOD = Method(
     demo_file="dpo_pairs.jsonl",
     demo_records=demo_records,
     demo_learning_rate=5e-4,
+    sequences_per_example=2,
+    reference_model=True,
     metrics=(
         MethodMetric("rewards/accuracies", "reward_accuracy",
                      "DPO: fraction of pairs whose chosen reward beats the rejected one (0..1)."),

@@ -81,6 +81,7 @@ METHOD = Method(
     demo_file="kto_unpaired.jsonl",
     demo_records=demo_records,
     demo_learning_rate=5e-4,
+    reference_model=True,
     metrics=(
         MethodMetric("rewards/margins", "reward_margin",
                      "KTO: mean reward of the desirable minus that of the undesirable completions."),

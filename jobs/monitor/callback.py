@@ -6,14 +6,16 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from jobs.memory import PeakWatch
 from jobs.methods.base import Method
 from jobs.monitor.lifecycle import job_metrics
 
 
 class MetricsCallback(TrainerCallback):
-    def __init__(self, method: Method) -> None:
+    def __init__(self, method: Method, memory: PeakWatch) -> None:
         self.metrics = job_metrics()
         self.method = method
+        self.memory = memory
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
@@ -28,6 +30,7 @@ class MetricsCallback(TrainerCallback):
         if state.is_world_process_zero and logs:
             self.metrics.log(logs, self.method)
             self.metrics.cuda_peaks()
+            self.metrics.memory_peak.set(self.memory.peak())
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:

@@ -70,6 +70,16 @@ class JobMetrics:
             "Optimizer steps whose loss or gradient norm was NaN or infinite.",
             registry=registry,
         )
+        self.memory_estimate = _gauge(
+            "memory_estimate_bytes",
+            "Estimated peak memory of one training process, above what it held before its model loaded.",
+            registry,
+        )
+        self.memory_peak = _gauge(
+            "memory_peak_bytes",
+            "Measured peak of the same (resident memory on CPU, torch's reserved bytes on a GPU), rank 0.",
+            registry,
+        )
         self.cuda_allocated = _gauge(
             "torch_cuda_max_allocated_bytes", "Peak bytes allocated by torch on this GPU.", registry, ("gpu",)
         )

@@ -88,13 +88,15 @@ def test_the_adamw_update_norm_is_the_change_of_the_weights() -> None:
         pytest.param({}, [1.0, 1.1, 0.9, 1.0, 1.2, 50.0], "gradients are exploding", id="gradients-exploding"),
         pytest.param({}, [1e-12], "gradients vanished", id="gradients-vanished"),
         pytest.param({"update_ratio": 1e-3}, [1.0, 1.1, 0.9, 1.0, 1.2, 1.3], None, id="healthy"),
+        pytest.param({"update_ratio": 0.0}, [1.0], None, id="warmup-starts-at-lr-0"),
     ],
 )
 def test_training_state_warnings(readings: dict[str, float], grad_norms: list[float], warning: str | None,
                                  caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     state = TrainingState()
+    lr = 0.0 if readings.get("update_ratio") == 0.0 else 1e-4
     for step, grad_norm in enumerate(grad_norms, start=1):
         state.pending = dict(readings)
-        assert state.take({"loss": 1.0, "grad_norm": grad_norm}, step) == readings
+        assert state.take({"loss": 1.0, "grad_norm": grad_norm, "learning_rate": lr}, step) == readings
     messages = " ".join(record.getMessage() for record in caplog.records)
     assert (warning in messages) if warning else not messages

@@ -23,7 +23,7 @@ from transformers import TrainerControl, TrainerState
 from jobs.layout import COMPLETE_MARKER, OutputLayout
 from jobs.methods import METHODS
 from jobs.stopping import StopBudget
-from tests.helpers import ROOT, clean_env, run_entrypoint
+from tests.helpers import REALDATA, ROOT, clean_env, run_entrypoint
 
 
 def _settings(model: str, output: Path, method: str = "sft", **extra: str) -> dict[str, str]:
@@ -105,6 +105,32 @@ def test_a_stopped_run_resumes_to_the_weights_of_a_run_never_stopped(method: str
     assert same_steps and same_steps == [
         (s, loss) for s, loss in zip(resumed.steps(), resumed.series("loss"), strict=True) if s > after
     ]
+
+
+@pytest.mark.slow
+def test_a_slow_accumulated_step_stops_at_the_next_micro_batch_and_resumes_exactly(llama_models: dict[str, str],
+                                                                                   tmp_path: Path) -> None:  # fmt: skip
+    """A genuinely slow step: the 76M model (attention dropout on), 512-token sequences, 4 micro-batches a
+    step. The signal arrives in the first micro-batch of step 3; the job stops after that micro-batch and
+    saves the state after step 2, instead of finishing step 3 first."""
+    settings = functools.partial(
+        _settings, llama_models["76m"], TRAIN_DATA_PATH=str(REALDATA / "foundry_gsm8k_chat_train.jsonl"),
+        TRAIN_MAX_STEPS="4", TRAIN_LOGGING_STEPS="1", TRAIN_MAX_LENGTH="512", TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE="1",
+        TRAIN_GRADIENT_ACCUMULATION_STEPS="4", TRAIN_LEARNING_RATE="1e-4",
+    )  # fmt: skip
+    whole = run_entrypoint(**settings(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    stopped = tmp_path / "stopped"
+    code, stderr = _stop_after(settings(stopped), 2, signal.SIGTERM)
+    assert code == 143, stderr[-3000:]
+    assert "stopped between micro-batches of step 3: saving the state after step 2" in stderr
+    assert [step for step, _ in OutputLayout(stopped).checkpoints()] == [2]
+    assert OutputLayout(stopped).is_complete(OutputLayout(stopped).checkpoint(2))
+    resumed = run_entrypoint(**settings(stopped))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert all(torch.equal(a, b) for a, b in zip(_weights(stopped).values(), _weights(tmp_path / "whole").values(),
+                                                    strict=True)), "weights differ after a stop between micro-batches"  # fmt: skip
+    assert resumed.series("loss") == whole.series("loss")[2:]
 
 
 @pytest.mark.slow

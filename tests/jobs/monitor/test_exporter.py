@@ -89,6 +89,11 @@ def test_prometheus_scrapes_a_live_run_and_the_stall_alert_follows_sigstop(
         loss = wait_for(lambda: query(port, "trainjob_loss"), 30, "a scraped loss")
         assert math.isfinite(loss)
         assert query(port, 'trainjob_phase{phase="training"}') == 1
+        # The estimate, exported before the model loaded, beside the peak measured since (both above the
+        # memory the process held before the model loaded).
+        estimate = wait_for(lambda: query(port, "trainjob_memory_estimate_bytes"), 30, "the memory estimate")
+        peak = wait_for(lambda: query(port, "trainjob_memory_peak_bytes"), 30, "the measured memory peak")
+        assert estimate > 0 and peak > 0
         scrape = get(f"http://127.0.0.1:{exporter_port}/metrics")
         assert "trainjob_gpu_" not in scrape  # no GPU here: no GPU series, never fake zeros
         lint = subprocess.run(
