@@ -28,6 +28,7 @@ from jobs.data.formats import FORMATS
 from jobs.errors import ConfigError
 from jobs.layout import OutputLayout
 from jobs.methods import METHODS
+from jobs.topology import Topology, check_topology, read_topology
 
 PREFIX = "TRAIN_"
 # The run id: made by the entrypoint, handed to the ranks it launches, so every process reports one run.
@@ -64,8 +65,41 @@ class JobSettings:
         default=None,
         metadata={
             "help": "Launch through `accelerate launch` with this config: a name from accelerate_configs/ "
-            "(cpu, multi_cpu, single_gpu, multi_gpu, zero2, zero3, zero3_offload) or a YAML path. "
+            "(cpu, multi_cpu, single_gpu, multi_gpu, multi_node, zero2, zero3, zero3_offload) or a YAML path. "
             "Unset: train in this process."
+        },
+    )
+    num_processes: int | None = field(
+        default=None,
+        metadata={"help": "Training processes over all machines; overrides the accelerate config.", "min": 1},
+    )
+    num_machines: int | None = field(
+        default=None,
+        metadata={
+            "help": "Machines (pods) of the run; overrides the accelerate config. Default: PET_NNODES.",
+            "min": 1,
+        },
+    )
+    machine_rank: int | None = field(
+        default=None,
+        metadata={
+            "help": "This machine's rank, 0 for the main one. Default: PET_NODE_RANK, then an Indexed "
+            "Job's JOB_COMPLETION_INDEX.",
+            "min": 0,
+        },
+    )
+    main_process_ip: str | None = field(
+        default=None,
+        metadata={
+            "help": "Address of machine 0 (an Indexed Job: <job>-0.<headless service>). Default: PET_MASTER_ADDR."
+        },
+    )
+    main_process_port: int | None = field(
+        default=None,
+        metadata={
+            "help": "Rendezvous port on machine 0. Default: PET_MASTER_PORT, else 29500.",
+            "min": 1,
+            "max": 65535,
         },
     )
     data_format: str = field(
@@ -195,6 +229,7 @@ class JobConfig:
     run_id: str
     accelerate_config: Path | None = None  # resolved from TRAIN_ACCELERATE_CONFIG
     ignored_service_links: tuple[str, ...] = ()
+    topology: Topology = field(default_factory=Topology)  # machines and processes: TRAIN_*, PET_*, JOB_COMPLETION_INDEX
 
     @property
     def method(self) -> str:
@@ -402,6 +437,10 @@ def load_config(environ: Mapping[str, str], require_data: bool = True) -> JobCon
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) with the TRAIN_* variables", problems)
     job = JobSettings(**values["job"])
+    topology = read_topology(job, environ, problems)
+    problems += check_topology(topology, accelerate_config)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) with the distributed settings", problems)
     _require(job, require_data)
     _check_model_combinations(values["model"])
     return JobConfig(
@@ -411,6 +450,7 @@ def load_config(environ: Mapping[str, str], require_data: bool = True) -> JobCon
         run_id=environ.get(RUN_ID_VARIABLE) or uuid.uuid4().hex[:12],
         accelerate_config=accelerate_config,
         ignored_service_links=tuple(ignored),
+        topology=topology,
     )
 
 

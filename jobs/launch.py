@@ -44,6 +44,7 @@ def _launch_accelerate(config: JobConfig, accelerate_config: Path) -> int:
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--config_file", str(accelerate_config),
+        *config.topology.launch_arguments(),  # TRAIN_NUM_PROCESSES ..., PET_*, JOB_COMPLETION_INDEX
         "-m", "jobs.worker",
     ]  # fmt: skip
     for stale in config.layout.rank_status.glob("rank-*.json"):

@@ -16,14 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from jobs.catalog import load_catalog
 from jobs.config import JobConfig
 from jobs.defaults import Device, model_settings, training_settings
 from jobs.errors import EnvironmentProblem
 from jobs.estimate import MemoryEstimate, ModelShape, Plan, Tensor, estimate_memory, human_size, read_tensors
 from jobs.methods import METHODS
+from jobs.topology import accelerate_settings
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +85,6 @@ def budget_for(plan: Plan, processes_here: int) -> Budget:
     return Budget(ram, "host RAM", processes_here)
 
 
-def _accelerate(config: JobConfig) -> dict[str, Any]:
-    if config.accelerate_config is None:
-        return {}
-    loaded = yaml.safe_load(config.accelerate_config.read_text(encoding="utf-8"))
-    return loaded if isinstance(loaded, dict) else {}
-
-
 def _zero(accelerate: dict[str, Any]) -> tuple[int, bool]:
     """ZeRO stage and optimizer offload from an Accelerate config's deepspeed section (or its JSON file)."""
     if accelerate.get("distributed_type") != "DEEPSPEED":
@@ -121,9 +113,10 @@ def plan_for(config: JobConfig, device: Device) -> tuple[Plan, int]:
     def setting(name: str) -> Any:
         return training[name] if name in training else (trl_default(method.name, name) or trl_default("training", name))
 
-    accelerate = _accelerate(config)
-    processes = int(accelerate.get("num_processes", 1)) if accelerate else 1
-    machines = max(1, int(accelerate.get("num_machines", 1))) if accelerate else 1
+    accelerate = accelerate_settings(config.accelerate_config)
+    topology = config.topology
+    processes = topology.num_processes or (int(accelerate.get("num_processes", 1)) if accelerate else 1)
+    machines = topology.num_machines or (max(1, int(accelerate.get("num_machines", 1))) if accelerate else 1)
     zero_stage, offload = _zero(accelerate)
     lora = bool(model.get("use_peft"))
     plan = Plan(

@@ -71,10 +71,17 @@ def validate_data(config: JobConfig, count_tokens: bool) -> dict[str, Any]:
     except DataError as error:
         _write_report(config, {"result": "refused", "reason": str(error), "method": config.method, "files": []})
         raise
-    result = validate_dataset(train_path, eval_path, _policy(config), config.layout.data_dir)
-    lengths = _lengths(config, result, count_tokens)
+    main = config.topology.is_main_machine
+    with tempfile.TemporaryDirectory(prefix="trainjob-validation-") as private:
+        # The output volume is shared by every machine of a multi-node run: machine 0 writes the prepared
+        # records and the report; the others validate the same data into a directory of their own.
+        result = validate_dataset(
+            train_path, eval_path, _policy(config), config.layout.data_dir if main else Path(private)
+        )
+    lengths = _lengths(config, result, count_tokens and main)
     report = _report(config, result, lengths)
-    _write_report(config, report)
+    if main:
+        _write_report(config, report)
     for line in summary_lines(result.files, result.split, lengths):
         logger.info("%s", line)
     if result.refused:
@@ -172,13 +179,15 @@ def check_model_dir(model_path: str | None) -> None:
 
 def run_preflight(config: JobConfig, *, for_training: bool) -> dict[str, Any]:
     """The model and data checks, in order of cost (after `check_output_dir`); returns the validation report."""
+    main = config.topology.is_main_machine  # machine 0 alone changes the shared output volume
     if for_training:
         check_model_dir(config.model.get("model_name_or_path"))
         check_memory(config)
         check_disk_room(config)
-        config.layout.set_aside_incomplete()
+        if main:
+            config.layout.set_aside_incomplete()
     # Token counting needs the tokenizer (and torch): training has a model; validate only when one is named.
     report = validate_data(config, count_tokens=bool(config.model.get("model_name_or_path")))
-    if for_training:
+    if for_training and main:
         check_resume(config)  # needs the prepared data's hash
     return report

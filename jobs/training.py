@@ -39,6 +39,7 @@ from jobs.model import build_model_config, load_model, load_tokenizer, peft_conf
 from jobs.monitor import lifecycle as monitor
 from jobs.progress import ProgressBar, StepLogger, wants_progress_bar
 from jobs.stopping import StopAtStepEnd, StopBudget, StopMidStep, StoppableSteps, StopRequest, save_stopped_mid_step
+from jobs.topology import accelerate_settings
 
 logger = logging.getLogger("jobs.train")
 
@@ -107,6 +108,19 @@ def callbacks(method: Method, guards: Guards) -> list[TrainerCallback]:
     return found
 
 
+def start_deepspeed_early(config: JobConfig, device: Device) -> None:
+    """Under DeepSpeed on CPU, join the process group over gloo before any config or model exists. ZeRO-3 was
+    seen to size its batch for one process when a model loads after the DeepSpeed config is built (a model
+    given by path, a reference created later) and fail with "train_batch_size is not equal to
+    micro_batch_per_gpu * ..."; the job's own load order does not hit it today, and starting early keeps
+    it that way whatever loads when. On a GPU, transformers starts the group over NCCL itself."""
+    if device.gpu or accelerate_settings(config.accelerate_config).get("distributed_type") != "DEEPSPEED":
+        return
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend="gloo")
+
+
 def guarded(trainer_class: type[Any]) -> type[Any]:
     """The method's trainer with the per-micro-batch hooks: stop between micro-batches, check each step."""
     return type(trainer_class.__name__, (StoppableSteps, CheckedSteps, trainer_class), {})
@@ -115,6 +129,7 @@ def guarded(trainer_class: type[Any]) -> type[Any]:
 def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[Any, Any]:
     """The method's TRL trainer and tokenizer, in the order that fails cheapest first."""
     device = Device.probe_torch()
+    start_deepspeed_early(config, device)
     model_args = build_model_config(config.model, device)
     train_dataset, eval_dataset = load_prepared_data(config.layout)
     args = build_training_args(config, method, device, has_eval=eval_dataset is not None)

@@ -114,7 +114,9 @@ def test_config_knows_its_method() -> None:
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in ACCELERATE_CONFIG_DIR.glob("*.yaml")))
 def test_every_shipped_accelerate_config_resolves_and_parses(name: str) -> None:
-    config = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": name})
+    # The multi-machine template needs what each pod's environment gives it (jobs/topology.py).
+    pod = {"JOB_COMPLETION_INDEX": "0", "TRAIN_MAIN_PROCESS_IP": "job-0.job"} if name == "multi_node" else {}
+    config = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": name, **pod})
     assert config.accelerate_config == ACCELERATE_CONFIG_DIR / f"{name}.yaml"
     settings = yaml.safe_load(config.accelerate_config.read_text())
     assert settings["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED"}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-import yaml
+import pytest
 
 import entrypoint
 from jobs.errors import EXIT_CODES, ConfigError, DataError, EnvironmentProblem, JobError
 from tests.helpers import ROOT
+from tests.support.manifests import shipped_jobs
 
 
 def _readme_table() -> list[tuple[int, str, str]]:
@@ -28,12 +30,14 @@ def test_the_entrypoint_docstring_names_every_code_and_no_other() -> None:
     assert sorted(int(code) for code in re.findall(r"\b(\d+) [a-z]", listed)) == [c.code for c in EXIT_CODES]
 
 
-def test_the_job_fails_at_once_on_exactly_the_codes_a_retry_cannot_fix() -> None:
-    job = yaml.safe_load((ROOT / "k8s" / "job.yaml").read_text(encoding="utf-8"))
+@pytest.mark.parametrize(("name", "job"), shipped_jobs(), ids=[name for name, _ in shipped_jobs()])
+def test_every_job_fails_at_once_on_exactly_the_codes_a_retry_cannot_fix(name: str, job: dict[str, Any]) -> None:
     rules = job["spec"]["podFailurePolicy"]["rules"]
     fail_job = [rule["onExitCodes"] for rule in rules if rule["action"] == "FailJob" and "onExitCodes" in rule]
     assert len(fail_job) == 1 and fail_job[0]["operator"] == "In"
     assert sorted(fail_job[0]["values"]) == [c.code for c in EXIT_CODES if c.code and not c.retry]
+    assert {"type": "DisruptionTarget"} in [c for rule in rules if rule["action"] == "Ignore"
+                                            for c in rule.get("onPodConditions", [])]  # fmt: skip
 
 
 def test_every_error_class_has_a_listed_code() -> None:

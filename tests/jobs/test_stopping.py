@@ -13,10 +13,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 from transformers import TrainerControl, TrainerState
 
@@ -24,6 +24,7 @@ from jobs.layout import COMPLETE_MARKER, OutputLayout
 from jobs.methods import METHODS
 from jobs.stopping import StopBudget
 from tests.helpers import REALDATA, ROOT, clean_env, run_entrypoint
+from tests.support.manifests import container_env, shipped_jobs
 
 
 def _settings(model: str, output: Path, method: str = "sft", **extra: str) -> dict[str, str]:
@@ -166,10 +167,10 @@ def test_a_second_signal_aborts_at_once() -> None:
     assert "SIGTERM received: saving a checkpoint" in result.stderr and "second SIGINT: aborting now" in result.stderr
 
 
-def test_the_job_gives_the_job_its_grace_period() -> None:
-    spec = yaml.safe_load((ROOT / "k8s" / "job.yaml").read_text())["spec"]["template"]["spec"]
-    env = {item["name"]: item["value"] for item in spec["containers"][0]["env"]}
-    assert float(env["TRAIN_STOP_GRACE_SECONDS"]) == spec["terminationGracePeriodSeconds"]
+@pytest.mark.parametrize(("name", "job"), shipped_jobs(), ids=[name for name, _ in shipped_jobs()])
+def test_every_job_gives_the_job_its_grace_period(name: str, job: dict[str, Any]) -> None:
+    assert float(container_env(job)["TRAIN_STOP_GRACE_SECONDS"]) == job["spec"]["template"]["spec"][
+        "terminationGracePeriodSeconds"]  # fmt: skip
 
 
 def test_validate_ignores_nothing_about_the_grace_period(tmp_path: Path) -> None:

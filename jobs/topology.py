@@ -1,0 +1,114 @@
+"""Where this pod sits in a distributed run: processes, machines, its machine rank, the main address.
+
+Kubernetes tells a pod through its environment, in one of three dialects; the first found wins:
+
+- `TRAIN_NUM_PROCESSES`, `TRAIN_NUM_MACHINES`, `TRAIN_MACHINE_RANK`, `TRAIN_MAIN_PROCESS_IP`,
+  `TRAIN_MAIN_PROCESS_PORT` (the job's own, any launcher);
+- Kubeflow Trainer's torch runtime: `PET_NNODES`, `PET_NPROC_PER_NODE`, `PET_NODE_RANK`,
+  `PET_MASTER_ADDR`, `PET_MASTER_PORT`;
+- an Indexed Job: `JOB_COMPLETION_INDEX` is the machine rank (the Job sets the rest as TRAIN_*; the main
+  address is `<job>-0.<headless service>`).
+
+Each value given overrides the accelerate config file on `accelerate launch`'s command line. A run that
+spans machines without a machine rank or a main address would start N unsynchronised copies of the
+same training: that is refused (exit 2), as is a config that silently runs one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Overrides of the accelerate config; None where the file (or accelerate's default) stands."""
+
+    num_processes: int | None = None  # across all machines, as `accelerate launch` counts them
+    num_machines: int | None = None
+    machine_rank: int | None = None
+    main_process_ip: str | None = None
+    main_process_port: int | None = None
+
+    def launch_arguments(self) -> list[str]:
+        """`accelerate launch` flags for the values set."""
+        out: list[str] = []
+        for name, value in vars(self).items():
+            if value is not None:
+                out += [f"--{name}", str(value)]
+        return out
+
+    @property
+    def is_main_machine(self) -> bool:
+        return not self.machine_rank
+
+
+def _integer(environ: Mapping[str, str], name: str, problems: list[str]) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        problems.append(f"{name}={raw!r} is not a whole number")
+        return None
+    return int(raw)
+
+
+def _first(environ: Mapping[str, str], names: tuple[str, ...], problems: list[str]) -> int | None:
+    for name in names:
+        value = _integer(environ, name, problems)
+        if value is not None:
+            return value
+    return None
+
+
+def read_topology(job: Any, environ: Mapping[str, str], problems: list[str]) -> Topology:
+    """The run's topology from the TRAIN_* settings (`job`), then Kubeflow's PET_*, then an Indexed Job's
+    index; problems are appended to `problems`."""
+    machines = job.num_machines or _first(environ, ("PET_NNODES",), problems)
+    per_node = _first(environ, ("PET_NPROC_PER_NODE",), problems)
+    processes = job.num_processes or (per_node * machines if per_node and machines else None)
+    rank = job.machine_rank if job.machine_rank is not None else _first(
+        environ, ("PET_NODE_RANK", "JOB_COMPLETION_INDEX"), problems)  # fmt: skip
+    address = job.main_process_ip or environ.get("PET_MASTER_ADDR") or None
+    port = job.main_process_port or _first(environ, ("PET_MASTER_PORT",), problems)
+    return Topology(processes, machines, rank, address, port)
+
+
+def check_topology(topology: Topology, accelerate_config: Path | None) -> list[str]:
+    """What would make the ranks train out of step, or not in parallel at all."""
+    settings = accelerate_settings(accelerate_config)
+    machines = topology.num_machines or int(settings.get("num_machines", 1) or 1)
+    processes = topology.num_processes or int(settings.get("num_processes", 1) or 1)
+    problems = []
+    if accelerate_config is None and (machines > 1 or processes > 1):
+        problems.append("TRAIN_NUM_PROCESSES/TRAIN_NUM_MACHINES need TRAIN_ACCELERATE_CONFIG (e.g. multi_gpu, "
+                        "multi_node, zero3): without it the job trains in one process")  # fmt: skip
+    if machines > 1:
+        rank = topology.machine_rank if topology.machine_rank is not None else settings.get("machine_rank")
+        address = topology.main_process_ip or settings.get("main_process_ip")
+        if rank is None or not address:
+            problems.append(f"a run over {machines} machines needs this machine's rank (TRAIN_MACHINE_RANK, "
+                            "PET_NODE_RANK or JOB_COMPLETION_INDEX) and the main machine's address "
+                            "(TRAIN_MAIN_PROCESS_IP or PET_MASTER_ADDR); without them each machine would train "
+                            "its own unsynchronised copy")  # fmt: skip
+        elif int(rank) >= machines:
+            problems.append(f"machine rank {rank} is not below TRAIN_NUM_MACHINES={machines}")
+        if processes % machines:
+            problems.append(f"TRAIN_NUM_PROCESSES={processes} (all machines) is not a multiple of {machines} machines")
+    if processes > 1 and (settings.get("distributed_type") == "MULTI_CPU" or settings.get("use_cpu")):
+        problems.append(f"{accelerate_config}: MULTI_CPU or use_cpu with {processes} processes makes `accelerate "
+                        "launch` run one process (or want mpirun); use multi_cpu.yaml (MULTI_GPU over gloo, with "
+                        "the trainer's use_cpu)")  # fmt: skip
+    return problems
+
+
+def accelerate_settings(path: Path | None) -> dict[str, Any]:
+    """The accelerate config file's settings ({} without one)."""
+    if path is None:
+        return {}
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return loaded if isinstance(loaded, dict) else {}

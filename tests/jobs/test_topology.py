@@ -1,0 +1,136 @@
+"""Where a pod sits in a distributed run, from TRAIN_*, Kubeflow's PET_* or an Indexed Job's index; the
+settings that would make ranks train out of step are refused; a two-machine rehearsal on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jobs.config import load_config
+from jobs.errors import ConfigError
+from jobs.layout import OutputLayout
+from jobs.topology import Topology
+from tests.helpers import ROOT, Run, clean_env, run_entrypoint
+from tests.support.manifests import container_env, shipped_jobs
+
+BASE = {"TRAIN_METHOD": "sft", "TRAIN_DATA_PATH": "jobs/demo_data/sft_messages.jsonl"}
+
+
+def test_an_indexed_job_pod_gets_its_rank_from_the_completion_index() -> None:
+    config = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_node", "JOB_COMPLETION_INDEX": "1",
+                          "TRAIN_NUM_MACHINES": "2", "TRAIN_NUM_PROCESSES": "16",
+                          "TRAIN_MAIN_PROCESS_IP": "sft-0.sft"})  # fmt: skip
+    assert config.topology == Topology(16, 2, 1, "sft-0.sft", None)
+    assert config.topology.launch_arguments() == ["--num_processes", "16", "--num_machines", "2", "--machine_rank",
+                                                  "1", "--main_process_ip", "sft-0.sft"]  # fmt: skip
+    assert not config.topology.is_main_machine
+
+
+def test_kubeflow_pet_variables_map_onto_accelerate_and_train_wins() -> None:
+    pet = {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "4", "PET_NODE_RANK": "1", "PET_MASTER_ADDR": "trainjob-node-0-0",
+           "PET_MASTER_PORT": "29400"}  # fmt: skip
+    config = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_gpu", **pet})
+    assert config.topology == Topology(8, 2, 1, "trainjob-node-0-0", 29400)
+    overridden = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_gpu", **pet, "TRAIN_MAIN_PROCESS_PORT": "1234"})
+    assert overridden.topology.main_process_port == 1234
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"TRAIN_ACCELERATE_CONFIG": "multi_node"}, "each machine would train its own unsynchronised copy"),
+        ({"TRAIN_ACCELERATE_CONFIG": "multi_gpu", "PET_NNODES": "2"}, "unsynchronised copy"),
+        ({"TRAIN_NUM_PROCESSES": "2"}, "without it the job trains in one process"),
+        ({"TRAIN_ACCELERATE_CONFIG": "multi_node", "TRAIN_MACHINE_RANK": "2", "TRAIN_MAIN_PROCESS_IP": "m"},
+         "machine rank 2 is not below TRAIN_NUM_MACHINES=2"),
+        ({"TRAIN_ACCELERATE_CONFIG": "multi_node", "TRAIN_MACHINE_RANK": "0", "TRAIN_MAIN_PROCESS_IP": "m",
+          "TRAIN_NUM_PROCESSES": "3"}, "is not a multiple of 2 machines"),
+        ({"TRAIN_ACCELERATE_CONFIG": "cpu", "TRAIN_NUM_PROCESSES": "2"}, "makes `accelerate launch` run one process"),
+        ({"TRAIN_ACCELERATE_CONFIG": "multi_gpu", "JOB_COMPLETION_INDEX": "x"}, "is not a whole number"),
+    ],
+    ids=["no-rank", "pet-nodes-alone", "no-launcher", "rank-too-high", "uneven", "silent-single-process",
+         "bad-index"],
+)  # fmt: skip
+def test_settings_that_would_train_out_of_step_exit_2(settings: dict[str, str], expected: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config({**BASE, **settings})
+    assert expected in refused.value.report()
+    run = run_entrypoint("validate", **BASE, **settings)
+    assert run.returncode == 2 and expected in run.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _final_loss(run: Run) -> float:
+    return run.series("loss")[-1]
+
+
+MANIFEST = ROOT / "k8s" / "multinode.yaml"
+
+
+def pod_environment(index: int, **local: str) -> dict[str, str]:
+    """The environment of the Indexed Job's pod `index` (k8s/multinode.yaml): the manifest's env, the
+    JOB_COMPLETION_INDEX Kubernetes adds, and `local` stand-ins."""
+    job = next(doc for doc in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")) if doc["kind"] == "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    return {**{item["name"]: item["value"] for item in container["env"]}, "JOB_COMPLETION_INDEX": str(index), **local}
+
+
+def test_the_indexed_job_gives_each_pod_its_machine_rank_and_pod_0_as_the_main_address() -> None:
+    job = next(doc for doc in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")) if doc["kind"] == "Job")
+    service = next(doc for doc in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")) if doc["kind"] == "Service")
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == 2
+    assert spec["template"]["spec"]["subdomain"] == service["metadata"]["name"]
+    for index in range(spec["completions"]):
+        topology = load_config(pod_environment(index)).topology
+        assert topology.machine_rank == index and topology.num_machines == spec["completions"]
+        assert topology.main_process_ip == f"{job['metadata']['name']}-0.{service['metadata']['name']}"
+
+
+@pytest.mark.parametrize(("name", "job"), shipped_jobs(), ids=[name for name, _ in shipped_jobs()])
+def test_every_shipped_job_sets_only_real_settings(name: str, job: dict[str, Any]) -> None:
+    """The config loader accepts each Job's env as its pod gets it (an Indexed Job's pods get an index)."""
+    indexed = {"JOB_COMPLETION_INDEX": "0"} if job["spec"].get("completionMode") == "Indexed" else {}
+    config = load_config({**container_env(job), **indexed})
+    assert config.method in ("sft", "dpo", "kto")
+
+
+@pytest.mark.slow
+def test_two_machines_on_loopback_train_like_one_machine_with_two_processes(demo_model: str, tmp_path: Path) -> None:
+    """Each 'machine' is an entrypoint given its Indexed Job pod's environment (k8s/multinode.yaml) with local
+    stand-ins: the demo model and data, loopback for pod 0's DNS name, one CPU process per machine instead
+    of 8 GPUs, no exporter (two on one host would collide). They share the output volume as the pods do.
+    The result matches one machine running both processes with the same seed and global batch."""
+    common = {"TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_DATA_PATH": "jobs/demo_data/sft_messages.jsonl",
+              "TRAIN_MAX_STEPS": "20", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEARNING_RATE": "5e-4",
+              "TRAIN_SAVE_STEPS": "10", "TRAIN_LOG_FORMAT": "json", "TRAIN_METRICS_PORT": "0"}  # fmt: skip
+    single = run_entrypoint(
+        **{**BASE, **common}, TRAIN_ACCELERATE_CONFIG="multi_cpu", TRAIN_OUTPUT_DIR=str(tmp_path / "one")
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    shared = tmp_path / "two"
+    local = {**common, "TRAIN_OUTPUT_DIR": str(shared), "TRAIN_MAIN_PROCESS_IP": "127.0.0.1",
+             "TRAIN_MAIN_PROCESS_PORT": str(_free_port()), "TRAIN_NUM_PROCESSES": "2"}  # fmt: skip
+    pods = [subprocess.Popen([sys.executable, "entrypoint.py"], cwd=ROOT, env=clean_env(**pod_environment(i, **local)),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]  # fmt: skip
+    outputs = [pod.communicate(timeout=600) for pod in pods]
+    runs = [Run(pod.returncode, out, err) for pod, (out, err) in zip(pods, outputs, strict=True)]
+    for index, run in enumerate(runs):
+        assert run.returncode == 0, f"machine {index}: " + run.stderr[-3000:]
+    assert "--num_machines 2 --machine_rank 1" in runs[1].stderr
+    assert (shared / "final" / "model.safetensors").is_file()
+    layout = OutputLayout(shared)
+    assert [(step, layout.is_complete(path)) for step, path in layout.checkpoints()] == [(10, True), (20, True)]
+    assert _final_loss(runs[0]) == pytest.approx(_final_loss(single), rel=1e-5)
