@@ -132,7 +132,7 @@ class JobSettings:
         default=300.0,
         metadata={
             "help": "Seconds the job may take to stop after SIGTERM: set it to the pod's "
-            "terminationGracePeriodSeconds (k8s/job.yaml sets both). A step plus a checkpoint save must fit; "
+            "terminationGracePeriodSeconds (k8s/ sets both). A step plus a checkpoint save must fit; "
             "`accelerate launch`'s agent waits this long before it kills the ranks.",
             "min": 1.0,
         },

@@ -79,11 +79,10 @@ MANIFEST = ROOT / "k8s" / "multinode.yaml"
 
 
 def pod_environment(index: int, **local: str) -> dict[str, str]:
-    """The environment of the Indexed Job's pod `index` (k8s/multinode.yaml): the manifest's env, the
+    """The environment of the Indexed Job's pod `index` (k8s/multinode.yaml): its settings and env, the
     JOB_COMPLETION_INDEX Kubernetes adds, and `local` stand-ins."""
     job = next(doc for doc in yaml.safe_load_all(MANIFEST.read_text(encoding="utf-8")) if doc["kind"] == "Job")
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    return {**{item["name"]: item["value"] for item in container["env"]}, "JOB_COMPLETION_INDEX": str(index), **local}
+    return {**container_env(job), "JOB_COMPLETION_INDEX": str(index), **local}
 
 
 def test_the_indexed_job_gives_each_pod_its_machine_rank_and_pod_0_as_the_main_address() -> None:
@@ -112,17 +111,21 @@ def test_two_machines_on_loopback_train_like_one_machine_with_two_processes(demo
     stand-ins: the demo model and data, loopback for pod 0's DNS name, one CPU process per machine instead
     of 8 GPUs, no exporter (two on one host would collide). They share the output volume as the pods do.
     The result matches one machine running both processes with the same seed and global batch."""
-    common = {"TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_DATA_PATH": "jobs/demo_data/sft_messages.jsonl",
-              "TRAIN_MAX_STEPS": "20", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEARNING_RATE": "5e-4",
-              "TRAIN_SAVE_STEPS": "10", "TRAIN_LOG_FORMAT": "json", "TRAIN_METRICS_PORT": "0"}  # fmt: skip
-    single = run_entrypoint(
-        **{**BASE, **common}, TRAIN_ACCELERATE_CONFIG="multi_cpu", TRAIN_OUTPUT_DIR=str(tmp_path / "one")
-    )
+    cache = tmp_path / "cache"
+    local = {"TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_DATA_PATH": "jobs/demo_data/sft_messages.jsonl",
+             "TRAIN_MAX_STEPS": "20", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEARNING_RATE": "5e-4",
+             "TRAIN_SAVE_STEPS": "10", "TRAIN_METRICS_PORT": "0", "TRAIN_OUTPUT_DIR": str(tmp_path / "two"),
+             "TRAIN_MAIN_PROCESS_IP": "127.0.0.1", "TRAIN_MAIN_PROCESS_PORT": str(_free_port()),
+             "TRAIN_NUM_PROCESSES": "2", "HF_HOME": str(cache / "hf"), "TORCH_EXTENSIONS_DIR": str(cache / "ext"),
+             "TRITON_CACHE_DIR": str(cache / "triton")}  # fmt: skip
+    # The same settings on one machine with both processes: no machine topology, the two-process config.
+    topology = {"JOB_COMPLETION_INDEX", "TRAIN_NUM_MACHINES", "TRAIN_MAIN_PROCESS_IP", "TRAIN_MAIN_PROCESS_PORT"}
+    one_machine = {k: v for k, v in pod_environment(0, **local).items() if k not in topology}
+    single = run_entrypoint(**{**one_machine, "TRAIN_ACCELERATE_CONFIG": "multi_cpu",
+                               "TRAIN_OUTPUT_DIR": str(tmp_path / "one")})  # fmt: skip
     assert single.returncode == 0, single.stderr[-3000:]
 
     shared = tmp_path / "two"
-    local = {**common, "TRAIN_OUTPUT_DIR": str(shared), "TRAIN_MAIN_PROCESS_IP": "127.0.0.1",
-             "TRAIN_MAIN_PROCESS_PORT": str(_free_port()), "TRAIN_NUM_PROCESSES": "2"}  # fmt: skip
     pods = [subprocess.Popen([sys.executable, "entrypoint.py"], cwd=ROOT, env=clean_env(**pod_environment(i, **local)),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]  # fmt: skip
     outputs = [pod.communicate(timeout=600) for pod in pods]
@@ -130,7 +133,7 @@ def test_two_machines_on_loopback_train_like_one_machine_with_two_processes(demo
     for index, run in enumerate(runs):
         assert run.returncode == 0, f"machine {index}: " + run.stderr[-3000:]
     assert "--num_machines 2 --machine_rank 1" in runs[1].stderr
-    assert (shared / "final" / "model.safetensors").is_file()
+    assert (shared / "final" / "adapter_model.safetensors").is_file()  # settings.yaml trains LoRA
     layout = OutputLayout(shared)
     assert [(step, layout.is_complete(path)) for step, path in layout.checkpoints()] == [(10, True), (20, True)]
     assert _final_loss(runs[0]) == pytest.approx(_final_loss(single), rel=1e-5)
