@@ -1,30 +1,69 @@
-# The one GPU image: configured only by TRAIN_* environment variables (see README / --help).
-# torch from PyPI for linux/x86_64 ships its CUDA runtime; the node needs only the NVIDIA driver.
-FROM python:3.11-slim-bookworm
+# The job's image: one entrypoint configured only by TRAIN_* variables (README, `entrypoint.py --help`).
+#   make image            docker when a daemon answers, else buildah
+#   BASE_IMAGE            Python 3.11 on Debian bookworm. The pinned PyPI torch bundles its CUDA runtime, so a
+#                         GPU node needs only the NVIDIA driver; CUDA or PyTorch base images bring another
+#                         Python and torch than the pins. Any local base with python3.11 builds (make image-test).
+#   PIP_FIND_LINKS / PIP_NO_INDEX   install from a local wheelhouse, offline (make image-test).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    HF_HUB_OFFLINE=1 \
-    HF_DATASETS_OFFLINE=1 \
-    TOKENIZERS_PARALLELISM=false \
-    PATH=/opt/venv/bin:$PATH
-
-# A compiler for DeepSpeed's sdist build and its JIT ops; git for the run manifest's revision.
+# ---- build: compilers and headers stay here ----
+FROM ${BASE_IMAGE} AS build
+ARG PIP_FIND_LINKS=""
+ARG PIP_NO_INDEX=""
+ENV PIP_FIND_LINKS=${PIP_FIND_LINKS} \
+    PIP_NO_INDEX=${PIP_NO_INDEX} \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # DeepSpeed's CPU Adam (zero3_offload) and its CPU communication op, compiled here rather than
+    # JIT-compiled at run time: the runtime stage has no compiler.
+    DS_BUILD_OPS=0 \
+    DS_BUILD_CPU_ADAM=1 \
+    DS_BUILD_SHM_COMM=1
+# hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential git \
+ && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
-
-WORKDIR /app
+WORKDIR /build
 COPY requirements.txt ./
 COPY scripts/install.sh scripts/install.sh
-RUN python -m venv /opt/venv && scripts/install.sh /opt/venv/bin/python requirements.txt
+# The same pins and the same script as `make`.
+RUN python3 -m venv /opt/venv && scripts/install.sh /opt/venv/bin/python requirements.txt
 
+# ---- runtime: the venv, the code, a non-root user ----
+FROM ${BASE_IMAGE} AS runtime
+ARG GIT_REVISION=unknown
+LABEL org.opencontainers.image.title="trainjob" \
+      org.opencontainers.image.description="SFT, DPO and KTO fine-tuning as a batch job (TRL, Accelerate, DeepSpeed)" \
+      org.opencontainers.image.source="https://example.invalid/trainjob" \
+      org.opencontainers.image.revision="${GIT_REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# tini as PID 1: it forwards SIGTERM to the job (which saves a checkpoint and exits 143) and reaps zombies.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 1000 --user-group --no-create-home --home-dir /cache --shell /usr/sbin/nologin trainjob
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
 COPY entrypoint.py ./
 COPY jobs jobs
 COPY schemas schemas
 COPY accelerate_configs accelerate_configs
-ARG GIT_REVISION=unknown
-ENV GIT_REVISION=$GIT_REVISION
-
+# Writable paths are volumes (/output, /cache, /tmp), so the root filesystem can be read-only. Nothing is
+# downloaded at run time; no secret is baked in (HF_TOKEN comes from a Secret).
+# hadolint ignore=DL3064
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    HF_DATASETS_OFFLINE=1 \
+    HF_HOME=/cache/huggingface \
+    TORCH_EXTENSIONS_DIR=/cache/torch_extensions \
+    TRITON_CACHE_DIR=/cache/triton \
+    MPLCONFIGDIR=/cache/matplotlib \
+    TMPDIR=/tmp \
+    TOKENIZERS_PARALLELISM=false \
+    GIT_REVISION=${GIT_REVISION}
 USER 1000:1000
-ENTRYPOINT ["python", "entrypoint.py"]
+EXPOSE 9464
+ENTRYPOINT ["tini", "--", "python", "entrypoint.py"]

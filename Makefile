@@ -61,6 +61,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS) tests
 	$(VENV)/bin/pyright $(LINT_PATHS)
 	$(VENV)/bin/deptry .
+	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
 
 # Speed and memory against baselines measured in the same run (results in output/bench/).
 bench: $(STAMP)
