@@ -42,20 +42,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def estimate(config: JobConfig) -> int:
     """Print the memory breakdown; exit 4 where training would be refused."""
     from jobs.errors import EXIT_ENVIRONMENT
-    from jobs.memory import REFUSE_ABOVE, Model, assess, cheapest_fix
+    from jobs.memory import REFUSE_ABOVE, assess, cheapest_fix
     from jobs.preflight import check_model_dir
 
     model_path = str(config.model.get("model_name_or_path"))
     check_model_dir(model_path)
-    verdict, model = assess(config), Model.read(model_path)
-    if verdict is None or model is None:
+    verdict = assess(config)
+    if verdict is None:
         logger.error("no estimate: %s has no safetensors weights, whose headers it reads", model_path)
         return EXIT_ENVIRONMENT
-    report = verdict.lines(model_path)  # the command's output: stdout, not the log
+    report = verdict.lines()  # the command's output: stdout, not the log
     if verdict.fraction > REFUSE_ABOVE:
-        report.append(
-            f"training would be refused (exit {EXIT_ENVIRONMENT}); cheapest fix: {cheapest_fix(model, verdict)}"
-        )
+        report.append(f"training would be refused (exit {EXIT_ENVIRONMENT}); cheapest fix: {cheapest_fix(verdict)}")
     sys.stdout.write("\n".join(report) + "\n")
     sys.stdout.flush()  # before the log's last line on stderr
     if verdict.fraction > REFUSE_ABOVE:

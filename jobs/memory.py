@@ -145,8 +145,9 @@ def plan_for(config: JobConfig, device: Device) -> tuple[Plan, int]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """One run's estimate against its budget."""
+    """One run's estimate for a model against its budget."""
 
+    model: Model
     plan: Plan
     estimate: MemoryEstimate
     budget: Budget
@@ -159,9 +160,9 @@ class Verdict:
     def fraction(self) -> float:
         return self.needed / self.budget.bytes
 
-    def lines(self, model_path: str) -> list[str]:
+    def lines(self) -> list[str]:
         each = " per process" if self.budget.processes > 1 else ""
-        head = (f"memory estimate for {self.estimate.parameters / 1e6:,.1f}M parameters ({model_path}), "
+        head = (f"memory estimate for {self.estimate.parameters / 1e6:,.1f}M parameters ({self.model.path}), "
                 f"{self.plan.describe()}, {'GPU' if self.plan.gpu else 'CPU'}{each}:")  # fmt: skip
         shared = f" x {self.budget.processes} processes" if self.budget.processes > 1 and not self.plan.gpu else ""
         tail = (f"needs {human_size(self.needed)}{shared} of {human_size(self.budget.bytes)} "
@@ -185,7 +186,7 @@ class Model:
         return cls(path, tensors, ModelShape.read(Path(path)))
 
     def verdict(self, plan: Plan, budget: Budget) -> Verdict:
-        return Verdict(plan, estimate_memory(self.tensors, self.shape, plan), budget)
+        return Verdict(self, plan, estimate_memory(self.tensors, self.shape, plan), budget)
 
 
 def assess(config: JobConfig) -> Verdict | None:
@@ -226,12 +227,12 @@ def _changes(plan: Plan) -> list[list[Change]]:
     return kinds
 
 
-def cheapest_fix(model: Model, verdict: Verdict) -> str:
+def cheapest_fix(verdict: Verdict) -> str:
     """The cheapest change whose estimate fits without a warning: one change alone if one suffices, else
     the kinds of change together, each at its mildest option that fits (or its strongest)."""
 
     def fits(changes: dict[str, Any]) -> bool:
-        return model.verdict(replace(verdict.plan, **changes), verdict.budget).fraction <= WARN_ABOVE
+        return verdict.model.verdict(replace(verdict.plan, **changes), verdict.budget).fraction <= WARN_ABOVE
 
     kinds = _changes(verdict.plan)
     for kind in kinds:
@@ -273,10 +274,8 @@ def check_memory(config: JobConfig) -> Verdict | None:
         logger.info("memory estimate: %s of %s (%.0f%%; `entrypoint.py estimate` shows the breakdown)",
                     human_size(verdict.needed), human_size(verdict.budget.bytes), 100 * verdict.fraction)  # fmt: skip
         return verdict
-    model = Model.read(str(config.model["model_name_or_path"]))
-    assert model is not None
-    report = "\n".join(verdict.lines(model.path))
-    advice = cheapest_fix(model, verdict)
+    report = "\n".join(verdict.lines())
+    advice = cheapest_fix(verdict)
     if verdict.fraction > REFUSE_ABOVE and mode == "refuse":
         raise EnvironmentProblem(f"this run would run out of memory:\n{report}\nCheapest fix: {advice} "
                                  "(TRAIN_MEMORY_CHECK=warn runs it anyway)")  # fmt: skip
@@ -290,13 +289,12 @@ def out_of_memory_report(config: JobConfig) -> str:
     generic = "Lower the batch size, or use LoRA, 4-bit or ZeRO-3"
     try:
         verdict = assess(config)
-        model = Model.read(str(config.model["model_name_or_path"]))
     except (OSError, ValueError, KeyError) as error:
         return f"{measured}No estimate ({error}). {generic}"
-    if verdict is None or model is None:
+    if verdict is None:
         return f"{measured}No estimate (the weights are not safetensors). {generic}"
-    report = "\n".join(verdict.lines(model.path))
-    return f"{report}\n{measured}Cheapest fix: {cheapest_fix(model, verdict)}"
+    report = "\n".join(verdict.lines())
+    return f"{report}\n{measured}Cheapest fix: {cheapest_fix(verdict)}"
 
 
 def _export(verdict: Verdict) -> None:

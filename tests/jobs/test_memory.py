@@ -120,7 +120,7 @@ def test_the_cheapest_fix_is_the_one_that_changes_the_result_least(demo_model: s
     gpu_80 = Budget(int(80e9), "an 80 GB GPU", 1)
     verdict = model.verdict(plan, gpu_80)
     assert verdict.fraction > REFUSE_ABOVE
-    advice = cheapest_fix(model, verdict)
+    advice = cheapest_fix(verdict)
     # Full DPO of 7B in bf16 holds 13.5 GB of weights, a 13.5 GB reference, 27 GB of AdamW states and 13.5 GB
     # of gradients: over 80 % of 80 GB at any batch, so LoRA is needed. 32k tokens a step need checkpointing
     # and half the batch too (their logits alone are 25 GB); nothing stronger than needed is asked for.
@@ -130,12 +130,12 @@ def test_the_cheapest_fix_is_the_one_that_changes_the_result_least(demo_model: s
         "(LoRA)"
     ), advice
     lora = model.verdict(Plan(gpu=True, weight_dtype="bfloat16", lora_rank=16, batch_size=4, max_length=4096), gpu_80)
-    assert cheapest_fix(model, lora) == "set TRAIN_ACTIVATION_CHECKPOINTING=true"
-    small = cheapest_fix(model, model.verdict(plan, Budget(int(16e9), "a 16 GB GPU", 1)))
+    assert cheapest_fix(lora) == "set TRAIN_ACTIVATION_CHECKPOINTING=true"
+    small = cheapest_fix(model.verdict(plan, Budget(int(16e9), "a 16 GB GPU", 1)))
     assert small.startswith("set TRAIN_ACTIVATION_CHECKPOINTING=true; and TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE="), small
     assert small.endswith("; and TRAIN_USE_PEFT=true TRAIN_LOAD_IN_4BIT=true (QLoRA)"), small
     none = model.verdict(plan, Budget(int(4e9), "a 4 GB GPU", 1))
-    assert cheapest_fix(model, none).startswith("no setting of this job fits")
+    assert cheapest_fix(none).startswith("no setting of this job fits")
 
 
 def test_zero3_partitions_weights_gradients_and_states_over_the_processes(demo_model: str, tmp_path: Path) -> None:
