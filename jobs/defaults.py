@@ -78,6 +78,24 @@ class Device:
         return cls(gpu=True, bf16=major >= 8)
 
 
+def visible_gpus() -> int:
+    """How many GPUs this process may use, by NVML (no torch import), within CUDA_VISIBLE_DEVICES."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return 0
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library: no usable GPU
+        return 0
+    return min(count, len(visible.split(","))) if visible else count
+
+
 def device_defaults(device: Device) -> dict[str, Any]:
     """Training defaults that depend on the device."""
     return {

@@ -65,11 +65,21 @@ def _first(environ: Mapping[str, str], names: tuple[str, ...], problems: list[st
     return None
 
 
+def _processes_per_node(environ: Mapping[str, str], problems: list[str]) -> int | None:
+    """Kubeflow's PET_NPROC_PER_NODE: a number, or its default "auto", one process per GPU (torchrun's
+    meaning); on a machine without GPUs, "auto" leaves the accelerate config's count."""
+    if environ.get("PET_NPROC_PER_NODE", "").strip() == "auto":
+        from jobs.defaults import visible_gpus
+
+        return visible_gpus() or None
+    return _first(environ, ("PET_NPROC_PER_NODE",), problems)
+
+
 def read_topology(job: Any, environ: Mapping[str, str], problems: list[str]) -> Topology:
     """The run's topology from the TRAIN_* settings (`job`), then Kubeflow's PET_*, then an Indexed Job's
     index; problems are appended to `problems`."""
     machines = job.num_machines or _first(environ, ("PET_NNODES",), problems)
-    per_node = _first(environ, ("PET_NPROC_PER_NODE",), problems)
+    per_node = _processes_per_node(environ, problems)
     processes = job.num_processes or (per_node * machines if per_node and machines else None)
     rank = job.machine_rank if job.machine_rank is not None else _first(
         environ, ("PET_NODE_RANK", "JOB_COMPLETION_INDEX"), problems)  # fmt: skip
