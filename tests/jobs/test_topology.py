@@ -17,7 +17,7 @@ from jobs.errors import ConfigError
 from jobs.layout import OutputLayout
 from jobs.topology import Topology
 from tests.helpers import ROOT, Run, clean_env, run_entrypoint
-from tests.support.manifests import container_env, shipped_jobs
+from tests.support.manifests import container_env, documents, shipped_jobs, trainer_job
 
 BASE = {"TRAIN_METHOD": "sft", "TRAIN_DATA_PATH": "jobs/demo_data/sft_messages.jsonl"}
 
@@ -39,6 +39,16 @@ def test_kubeflow_pet_variables_map_onto_accelerate_and_train_wins() -> None:
     assert config.topology == Topology(8, 2, 1, "trainjob-node-0-0", 29400)
     overridden = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_gpu", **pet, "TRAIN_MAIN_PROCESS_PORT": "1234"})
     assert overridden.topology.main_process_port == 1234
+
+
+def test_kubeflow_auto_processes_per_node_is_one_per_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TrainJob's default PET_NPROC_PER_NODE=auto: one process per GPU. On this machine without GPUs the
+    accelerate config's count stays (the real NVML probe); a node with 8 is mocked, as no GPU exists here."""
+    pet = {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "auto", "PET_NODE_RANK": "0", "PET_MASTER_ADDR": "tj-node-0-0.tj"}
+    config = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_node", **pet})
+    assert config.topology.num_processes is None and config.topology.num_machines == 2
+    monkeypatch.setattr("jobs.defaults.visible_gpus", lambda: 8)
+    assert load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_node", **pet}).topology.num_processes == 16
 
 
 @pytest.mark.parametrize(
@@ -95,6 +105,38 @@ def test_the_indexed_job_gives_each_pod_its_machine_rank_and_pod_0_as_the_main_a
         topology = load_config(pod_environment(index)).topology
         assert topology.machine_rank == index and topology.num_machines == spec["completions"]
         assert topology.main_process_ip == f"{job['metadata']['name']}-0.{service['metadata']['name']}"
+
+
+def _group_pods() -> list[tuple[str, dict[str, Any], str, str]]:
+    """(name, Job, the variable that carries a pod's index, the address of pod 0) for the JobSet and the
+    TrainJob: JobSet names pods <jobset>-<replicated job>-<job index>-<pod index>.<subdomain>; Kubeflow
+    points PET_MASTER_ADDR at <trainjob>-node-0-0.<trainjob>."""
+    pods = []
+    for name, jobset in documents("JobSet"):
+        [replicated] = jobset["spec"]["replicatedJobs"]
+        subdomain = jobset["spec"].get("network", {}).get("subdomain", jobset["metadata"]["name"])
+        job = next(job for job_name, job in shipped_jobs() if job_name == f"{name}:{replicated['name']}")
+        pods.append(
+            (name, job, "JOB_COMPLETION_INDEX", f"{jobset['metadata']['name']}-{replicated['name']}-0-0.{subdomain}")
+        )
+    for name, trainjob in documents("TrainJob"):
+        tj = trainjob["metadata"]["name"]
+        pods.append((f"{name}:{tj}", trainer_job(trainjob), "PET_NODE_RANK", f"{tj}-node-0-0.{tj}"))
+    return pods
+
+
+@pytest.mark.parametrize(
+    ("name", "job", "index_variable", "main_address"), _group_pods(), ids=[p[0] for p in _group_pods()]
+)
+def test_jobset_and_trainjob_pods_get_their_machine_rank_and_pod_0_as_the_main_address(
+    name: str, job: dict[str, Any], index_variable: str, main_address: str
+) -> None:
+    nodes = job["spec"]["parallelism"]
+    assert nodes == job["spec"]["completions"] > 1 and job["spec"].get("completionMode", "Indexed") == "Indexed"
+    for index in range(nodes):
+        topology = load_config({**container_env(job), index_variable: str(index)}).topology
+        assert topology.machine_rank == index and topology.num_machines == nodes
+        assert topology.main_process_ip == main_address
 
 
 @pytest.mark.parametrize(("name", "job"), shipped_jobs(), ids=[name for name, _ in shipped_jobs()])
