@@ -6,8 +6,9 @@ Kubernetes tells a pod through its environment, in one of three dialects; the fi
   `TRAIN_MAIN_PROCESS_PORT` (the job's own, any launcher);
 - Kubeflow Trainer's torch runtime: `PET_NNODES`, `PET_NPROC_PER_NODE`, `PET_NODE_RANK`,
   `PET_MASTER_ADDR`, `PET_MASTER_PORT`;
-- an Indexed Job: `JOB_COMPLETION_INDEX` is the machine rank (the Job sets the rest as TRAIN_*; the main
-  address is `<job>-0.<headless service>`).
+- an Indexed Job (alone or in a JobSet): `JOB_COMPLETION_INDEX` is the machine rank (the Job sets the
+  rest as TRAIN_*). Without a main address, pod 0's is taken from this pod's own DNS name when it has
+  one under a headless Service: `<job>-<index>.<service>...` gives `<job>-0.<service>...`.
 
 Each value given overrides the accelerate config file on `accelerate launch`'s command line. A run that
 spans machines without a machine rank or a main address would start N unsynchronised copies of the
@@ -16,6 +17,7 @@ same training: that is refused (exit 2), as is a config that silently runs one p
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +77,20 @@ def _processes_per_node(environ: Mapping[str, str], problems: list[str]) -> int 
     return _first(environ, ("PET_NPROC_PER_NODE",), problems)
 
 
+def indexed_job_main_address(environ: Mapping[str, str]) -> str | None:
+    """Pod 0's DNS name, from this Indexed Job pod's: Kubernetes names the pod `<job>-<index>` (JobSet:
+    `<jobset>-<replicated job>-<job index>-<index>`) and, under a headless Service (`subdomain`), writes
+    its FQDN `<hostname>.<service>.<namespace>.svc...` into /etc/hosts. None outside that setting."""
+    index = environ.get("JOB_COMPLETION_INDEX", "").strip()
+    hostname = socket.gethostname()
+    if not index.isdigit() or not hostname.endswith(f"-{index}"):
+        return None
+    fqdn = socket.getfqdn()
+    if not fqdn.startswith(hostname + "."):
+        return None  # no headless Service: pod 0 has no name to reach it by
+    return f"{hostname.removesuffix(index)}0{fqdn[len(hostname) :]}"
+
+
 def read_topology(job: Any, environ: Mapping[str, str], problems: list[str]) -> Topology:
     """The run's topology from the TRAIN_* settings (`job`), then Kubeflow's PET_*, then an Indexed Job's
     index; problems are appended to `problems`."""
@@ -83,7 +99,7 @@ def read_topology(job: Any, environ: Mapping[str, str], problems: list[str]) -> 
     processes = job.num_processes or (per_node * machines if per_node and machines else None)
     rank = job.machine_rank if job.machine_rank is not None else _first(
         environ, ("PET_NODE_RANK", "JOB_COMPLETION_INDEX"), problems)  # fmt: skip
-    address = job.main_process_ip or environ.get("PET_MASTER_ADDR") or None
+    address = job.main_process_ip or environ.get("PET_MASTER_ADDR") or indexed_job_main_address(environ)
     port = job.main_process_port or _first(environ, ("PET_MASTER_PORT",), problems)
     return Topology(processes, machines, rank, address, port)
 

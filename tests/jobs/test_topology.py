@@ -41,6 +41,27 @@ def test_kubeflow_pet_variables_map_onto_accelerate_and_train_wins() -> None:
     assert overridden.topology.main_process_port == 1234
 
 
+@pytest.mark.parametrize(
+    ("hostname", "fqdn", "index", "expected"),
+    [
+        ("sft-1", "sft-1.sft.team-a.svc.cluster.local", "1", "sft-0.sft.team-a.svc.cluster.local"),
+        ("js-node-0-1", "js-node-0-1.js.ns.svc.cluster.local", "1", "js-node-0-0.js.ns.svc.cluster.local"),
+        ("sft-1", "sft-1", "1", None),  # no headless Service: no name for pod 0
+        ("laptop", "laptop.home", "1", None),  # not an Indexed Job's pod
+    ],
+)
+def test_an_indexed_job_pod_finds_pod_0_by_its_own_dns_name(
+    hostname: str, fqdn: str, index: str, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The names Kubernetes gives an Indexed Job's pod under a headless Service (hostname and /etc/hosts),
+    stood in for: this machine is no pod."""
+    monkeypatch.setattr("socket.gethostname", lambda: hostname)
+    monkeypatch.setattr("socket.getfqdn", lambda: fqdn)
+    config = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_node", "JOB_COMPLETION_INDEX": index} | (
+        {"TRAIN_MAIN_PROCESS_IP": "pod-0"} if expected is None else {}))  # fmt: skip
+    assert config.topology.main_process_ip == (expected or "pod-0")
+
+
 def test_kubeflow_auto_processes_per_node_is_one_per_visible_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """TrainJob's default PET_NPROC_PER_NODE=auto: one process per GPU. On this machine without GPUs the
     accelerate config's count stays (the real NVML probe); a node with 8 is mocked, as no GPU exists here."""
