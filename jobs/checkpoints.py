@@ -9,6 +9,7 @@ timestamped name, never overwritten.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -66,12 +67,23 @@ def latest_complete_checkpoint(layout: OutputLayout) -> Path | None:
 
 
 def publish_final(partial: Path, final: Path) -> None:
-    """Move a fully written model directory into place, keeping any previous final model."""
+    """Move a fully written model directory into place, keeping any previous final model. Its files get
+    the modes the umask gives new files: safetensors writes weights 0600, which another user (a serving
+    or evaluation pod, the volume's group) could not read."""
+    readable_as_umask_allows(partial)
     if final.exists():
         kept = final.with_name(f"{final.name}.{time.strftime('%Y%m%d-%H%M%S')}")
         final.rename(kept)
         logger.warning("kept the previous final model as %s", kept)
     partial.rename(final)
+
+
+def readable_as_umask_allows(directory: Path) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in directory.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~mask | (path.stat().st_mode & 0o111))
 
 
 def discard(path: Path) -> None:

@@ -89,6 +89,8 @@ def build_model(directory: Path, shape: str = "tiny") -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from jobs.checkpoints import readable_as_umask_allows
+
     tokenizer = build_tokenizer()
     config = LlamaConfig(
         **{"vocab_size": len(tokenizer), **SHAPES[shape]},
@@ -102,6 +104,7 @@ def build_model(directory: Path, shape: str = "tiny") -> None:
     partial = directory.with_name(directory.name + ".partial")
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
+    readable_as_umask_allows(partial)  # it gets mounted into containers that run as another user
     if directory.exists():
         import shutil
 

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,19 @@ def check_disk_room(config: JobConfig) -> None:
         )
 
 
+def _check_readable(path: Path, model_path: str) -> None:
+    """Every file of the model must be readable by this process: a directory written by another user (an
+    initializer running as root, safetensors' 0600 weights) fails here, not halfway through loading."""
+    unreadable = [p for p in sorted(path.iterdir()) if p.is_file() and not os.access(p, os.R_OK)]
+    if unreadable:
+        first = unreadable[0].stat()
+        raise EnvironmentProblem(
+            f"TRAIN_MODEL_NAME_OR_PATH={model_path}: {len(unreadable)} file(s) this process (uid {os.getuid()}) "
+            f"cannot read, e.g. {unreadable[0].name} (owner uid {first.st_uid}, {stat.filemode(first.st_mode)}); "
+            "make them readable: chmod -R a+rX on the volume, or g+rX with the pod's fsGroup"
+        )
+
+
 def check_model_dir(model_path: str | None) -> None:
     """The base model must be a local directory with a config and weights: nothing is downloaded at run time."""
     if not model_path:
@@ -168,8 +182,7 @@ def check_model_dir(model_path: str | None) -> None:
         raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path} has no config.json; is it a model directory?")
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path} holds no weights ({', '.join(WEIGHT_FILES)})")
-    if not os.access(path / "config.json", os.R_OK):
-        raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path}: config.json is not readable")
+    _check_readable(path, model_path)
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise EnvironmentProblem(
             f"TRAIN_MODEL_NAME_OR_PATH={model_path} has no tokenizer ({', '.join(TOKENIZER_FILES)}); copy the base "

@@ -49,6 +49,23 @@ def test_publishing_keeps_the_previous_final_model(tmp_path: Path) -> None:
     assert len(kept) == 1 and (kept[0] / "model.safetensors").read_text() == "old"
 
 
+def test_the_published_model_is_readable_as_the_umask_allows(tmp_path: Path) -> None:
+    """safetensors writes weights 0600; a serving pod or the volume's group must be able to read final/."""
+    import torch
+    from safetensors.torch import save_file
+
+    partial = tmp_path / "final.partial"
+    partial.mkdir()
+    save_file({"w": torch.zeros(2)}, str(partial / "model.safetensors"))
+    assert (partial / "model.safetensors").stat().st_mode & 0o777 == 0o600
+    mask = os.umask(0o027)
+    try:
+        publish_final(partial, tmp_path / "final")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "final" / "model.safetensors").stat().st_mode & 0o777 == 0o640
+
+
 @pytest.mark.slow
 def test_a_second_run_resumes_from_the_last_complete_checkpoint(demo_model: str, tmp_path: Path) -> None:
     settings = {

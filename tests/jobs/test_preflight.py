@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from jobs.errors import EnvironmentProblem
+from jobs.preflight import check_model_dir
 from tests.helpers import run_entrypoint
 
 DEMO_SFT = "jobs/demo_data/sft_messages.jsonl"
@@ -50,6 +53,25 @@ def test_environment_problems_exit_4(case: str, expected: str, demo_model: str, 
     assert run.returncode == 4, run.stderr
     assert expected in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_model_file_this_user_cannot_read_is_named_with_the_fix(
+    demo_model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Weights another user wrote 0600 (safetensors' mode; an initializer running as root) fail before the
+    model loads (the entrypoint turns this error into exit 4). Root reads any file, so as root the
+    permission check is stood in for; as any other user the file really is unreadable."""
+    model = Path(_model_without(tmp_path, demo_model))
+    weights = model / "model.safetensors"
+    if os.getuid() == 0:
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != weights and real_access(path, mode))
+    else:
+        weights.chmod(0)
+    with pytest.raises(EnvironmentProblem) as caught:
+        check_model_dir(str(model))
+    assert "1 file(s) this process" in str(caught.value) and "model.safetensors" in str(caught.value)
+    assert "chmod -R a+rX" in str(caught.value)
 
 
 def test_missing_data_file_exits_4(tmp_path: Path) -> None:
