@@ -3,6 +3,7 @@
 # make estimate       the peak memory of a training process against this machine's (TRAIN_METHOD, model ...)
 # make test | lint    the test suite (with coverage gate) and the static checks
 # make bench          benchmarks as ratios against a baseline measured in the same run
+# make image          the container image (docker, else buildah); make image-test builds it offline and runs it
 # make install        the .venv (done automatically by every other target)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -20,10 +21,10 @@ ifeq ($(origin TRAIN_MODEL_NAME_OR_PATH),undefined)
 DEMO_PREREQ := $(DEMO_MODEL)/config.json
 endif
 
-.PHONY: help install $(METHODS) validate estimate test test-tools lint bench catalog demo-model clean
+.PHONY: help install $(METHODS) validate estimate test test-tools lint bench catalog demo-model image image-test clean
 
 help:
-	@sed -n 's/^# //p' Makefile | head -6
+	@sed -n 's/^# //p' Makefile | head -7
 
 $(STAMP): requirements.txt requirements-dev.txt scripts/install.sh
 	test -x $(PY) || { scripts/test-tools.sh venv $(PYTHON) && $(PYTHON) -m venv $(VENV); }
@@ -62,11 +63,21 @@ lint: $(STAMP)
 	$(VENV)/bin/pyright $(LINT_PATHS)
 	$(VENV)/bin/deptry .
 	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
+	$(VENV)/bin/shellcheck -x scripts/*.sh
 
 # Speed and memory against baselines measured in the same run (results in output/bench/).
 bench: $(STAMP)
 	$(PY) -m tests.benchmarks.bench_validation
 	$(PY) -m tests.benchmarks.bench_exporter
+
+# The image: docker build when a daemon answers, else buildah (IMAGE=trainjob:latest; scripts/image.sh).
+image:
+	scripts/image.sh
+
+# Offline build from a local Debian base and wheelhouse, then the SFT demo in it (no network, uid 1000,
+# read-only root) and a SIGTERM mid-training; results in output/image-test/ (scripts/image-test.sh, root).
+image-test: $(STAMP)
+	scripts/image-test.sh
 
 # Regenerate jobs/settings_catalog.json after changing the pinned TRL version.
 catalog: $(STAMP)

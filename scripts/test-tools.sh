@@ -2,6 +2,7 @@
 # Debian packages the tests and the Makefile need, installed only when missing.
 #   scripts/test-tools.sh                 promtool, prometheus, prometheus-pushgateway (run by `make test`)
 #   scripts/test-tools.sh venv [PYTHON]   python3-venv, before the Makefile creates .venv
+#   scripts/test-tools.sh image           buildah, podman, runc, debootstrap (make image / make image-test)
 # As root: apt-get installs the missing packages without starting their services (the tests start their
 # own servers on free loopback ports). Otherwise: prints the command to run and exits 1.
 set -euo pipefail
@@ -9,8 +10,8 @@ set -euo pipefail
 mode=${1:-tools}
 python=${2:-python3}
 case "$mode" in
-  tools | venv) ;;
-  *) echo "usage: $0 [tools | venv [PYTHON]]" >&2; exit 2 ;;
+  tools | venv | image) ;;
+  *) echo "usage: $0 [tools | venv [PYTHON] | image]" >&2; exit 2 ;;
 esac
 
 # The Debian packages of this mode that are missing, one a line.
@@ -19,6 +20,10 @@ missing() {
     # promtool ships in Debian's prometheus package.
     { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || echo prometheus
     command -v prometheus-pushgateway >/dev/null 2>&1 || echo prometheus-pushgateway
+  elif [ "$mode" = image ]; then
+    for tool in buildah podman runc debootstrap; do
+      command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin command -v "$tool" >/dev/null 2>&1 || echo "$tool"
+    done
   else
     # Debian's python3 has the venv module even without python3-venv, but not ensurepip, which venv needs.
     { "$python" -m venv --help && "$python" -c "import ensurepip"; } >/dev/null 2>&1 || echo python3-venv
