@@ -99,7 +99,9 @@ def describe_dataclass(cls: type) -> dict[str, FieldSpec]:
         if not field.init or field.name.startswith("_"):
             continue
         spec = _describe_type(hints[field.name])
-        if "values" in field.metadata:  # a str field of the job whose values are known only at run time
+        if "values" in field.metadata and spec and spec["kind"] == "list":  # a list of the job's known values
+            spec = {**spec, "choices": list(field.metadata["values"])}
+        elif "values" in field.metadata:  # a str field of the job whose values are known only at run time
             spec = {
                 "kind": "choice",
                 "choices": list(field.metadata["values"]),

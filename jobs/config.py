@@ -25,6 +25,7 @@ from typing import Any, Literal
 from jobs.catalog import FieldSpec, describe_dataclass, load_catalog
 from jobs.data.adapters import ADAPTERS
 from jobs.data.formats import FORMATS
+from jobs.data.semantics import TEXT_CHECKS
 from jobs.errors import ConfigError
 from jobs.layout import OutputLayout
 from jobs.methods import METHODS
@@ -123,6 +124,15 @@ class JobSettings:
             "help": "With TRAIN_DROP_INVALID, refuse the data when more than this fraction is invalid.",
             "min": 0.0,
             "max": 1.0,
+        },
+    )
+    text_errors: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Character hygiene findings that make a record invalid instead of a warning, comma-separated: "
+            "control, private_use, replacement (U+FFFD), bidi (bidirectional controls), zero_width (inside "
+            "words), mojibake (UTF-8 read as Latin-1/cp1252).",
+            "values": TEXT_CHECKS,
         },
     )
     max_errors_shown: int = field(
@@ -298,7 +308,7 @@ def parse_value(variable: str, raw: str, spec: FieldSpec) -> Any:
                 continue
         raise ValueError(f"{variable}={raw!r} is not a valid {' or '.join(spec['kinds'])}")
     if kind == "list":
-        return _parse_list(variable, raw, spec["item"])
+        return _parse_list(variable, raw, spec["item"], spec.get("choices"))
     if kind == "json":
         return _parse_json(variable, raw)
     if kind == "choice":
@@ -330,7 +340,7 @@ def _parse_scalar(raw: str, kind: str) -> Any:
     return raw
 
 
-def _parse_list(variable: str, raw: str, item_kind: str) -> list[Any]:
+def _parse_list(variable: str, raw: str, item_kind: str, choices: list[str] | None = None) -> list[Any]:
     text = raw.strip()
     if text.startswith("["):
         items = _parse_json(variable, text)
@@ -339,6 +349,9 @@ def _parse_list(variable: str, raw: str, item_kind: str) -> list[Any]:
         items = [str(item) for item in items]
     else:
         items = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [item for item in items if choices is not None and item not in choices]
+    if unknown:
+        raise ValueError(f"{variable}: {', '.join(unknown)} not among: {', '.join(choices or ())}")
     try:
         return [_parse_scalar(item, item_kind) for item in items]
     except ValueError:

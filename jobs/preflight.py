@@ -57,6 +57,7 @@ def _policy(config: JobConfig) -> Policy:
         max_shown=job.max_errors_shown,
         eval_split=job.eval_split,
         seed=int(config.training.get("seed", 42)),
+        text_errors=frozenset(job.text_errors),
     )
 
 

@@ -43,6 +43,7 @@ class Policy:
     max_shown: int = 20
     eval_split: float = 0.0
     seed: int = 42
+    text_errors: frozenset[str] = frozenset()  # character hygiene kinds that are errors (TRAIN_TEXT_ERRORS)
 
 
 @dataclass
@@ -229,7 +230,11 @@ class FileValidator:
     def _accept(self, line: int, record: dict[str, Any], fmt: Format) -> None:
         prepared = prepared_record(record, fmt)
         data = canonical(prepared)
-        self._warn(line, hygiene(record, fmt, data))
+        findings = hygiene(record, fmt, data, self.policy.text_errors)
+        self._warn(line, findings)
+        errors = [(f.path, f"{f.message} (an error under TRAIN_TEXT_ERRORS)") for f in findings if not f.warning]
+        if errors:
+            return self._reject(line, errors)
         exact = exact_key(data)
         normalized = normalized_key(prepared, fmt.fields) if self.needs_normalized else 0
         first = self.seen.setdefault(exact, line)

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from jobs.data.semantics import TEXT_CHECKS
 from tests.helpers import REALDATA, run_entrypoint
 
 GOOD_SFT = {"messages": [{"role": "user", "content": "Count on from 1."}, {"role": "assistant", "content": "2 3 4"}]}
@@ -184,7 +185,12 @@ def test_real_data_is_reported_at_its_known_defects(
 def test_real_data_warnings_and_duplicates(tmp_path: Path) -> None:
     expectations = {  # file: (method, warning message prefix -> lines, exact duplicates)
         "hh-rlhf_harmless-base_test.jsonl.gz": ("dpo", {"private-use": [420]}, 0),
-        "foundry_orca_dpo_pairs_validation.jsonl": ("dpo", {"control characters": [129, 172]}, 0),
+        # C1 controls, and em/en dashes and an accent read as Latin-1 ("â\x80\x94", "fianceÃ©")
+        "foundry_orca_dpo_pairs_validation.jsonl": (
+            "dpo",
+            {"control characters": [129, 172], "mojibake": [129, 172, 188]},
+            0,
+        ),
         "llamafactory_alpaca_en_demo.json": ("sft", {}, 14),
     }
     for name, (method, warnings, duplicates) in expectations.items():
@@ -195,6 +201,38 @@ def test_real_data_warnings_and_duplicates(tmp_path: Path) -> None:
         for prefix, lines in warnings.items():
             assert any(m.startswith(prefix) and found[m] == lines for m in found), (name, found)
         assert file["duplicates"]["count"] == duplicates
+
+
+TEXT_CHECKS_BY_MESSAGE = {message: kind for kind, message in TEXT_CHECKS.items()}
+HYGIENE_LINES = {  # a hand-made SFT file: each text defect on its own line, a clean line between
+    "replacement": (2, "caf\ufffd au lait"),
+    "bidi": (4, "run \u202etxt.exe"),
+    "zero_width": (6, "pass\u200bword"),
+    "mojibake": (8, "don\u00e2\u20ac\u2122t"),
+}
+
+
+def test_text_hygiene_is_counted_and_located_and_can_be_made_an_error(tmp_path: Path) -> None:
+    records = [{"prompt": "Say something.", "completion": f"Fine {n}."} for n in range(1, 10)]
+    for line, text in HYGIENE_LINES.values():
+        records[line - 1]["completion"] = text
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    warned = run_entrypoint(
+        "validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH=str(data), TRAIN_OUTPUT_DIR=str(tmp_path / "w")
+    )
+    assert warned.returncode == 0, warned.stderr[-3000:]
+    report = json.loads((tmp_path / "w" / "validation_report.json").read_text())["files"][0]
+    found = {
+        TEXT_CHECKS_BY_MESSAGE[m]: [(e["line"], e["path"]) for e in w["examples"]]
+        for m, w in report["warnings"].items()
+    }
+    assert found == {kind: [(line, "/completion")] for kind, (line, _) in HYGIENE_LINES.items()}
+    strict = run_entrypoint("validate", TRAIN_METHOD="sft", TRAIN_DATA_PATH=str(data), TRAIN_OUTPUT_DIR=str(tmp_path / "e"),
+                            TRAIN_TEXT_ERRORS="bidi,mojibake")  # fmt: skip
+    assert strict.returncode == 3, strict.stderr[-3000:]
+    assert f"{data}:4 /completion: bidirectional control characters" in strict.stderr
+    assert f"{data}:8 /completion: mojibake" in strict.stderr and f"{data}:2 /completion" not in strict.stderr
 
 
 def test_drop_invalid_trains_on_the_rest_and_lists_each_dropped_record(tmp_path: Path) -> None:
