@@ -84,7 +84,7 @@ def validate_data(config: JobConfig, count_tokens: bool) -> dict[str, Any]:
     report = _report(config, result, lengths)
     if main:
         _write_report(config, report)
-    for line in summary_lines(result.files, result.split, lengths):
+    for line in summary_lines(result.files, result.split, lengths, with_errors=result.refused is None):
         logger.info("%s", line)
     if result.refused:
         raise DataError(result.refused, result.problems)

@@ -22,7 +22,6 @@ from jobs.data.readers import FatalReadError, Unparsable, iter_records
 from jobs.data.report import FileReport
 from jobs.data.semantics import Finding, check_record, hygiene, message_text
 from jobs.data.split import canonical, exact_key, goes_to_eval, normalized_key
-from jobs.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,8 @@ class FileValidator:
                 self.report.fatal = f"{self.path}:{line}: {item.message}"
                 break
             self.report.records += 1
-            self._process(line, item)
+            if self.report.wrong_kind is None:  # data of the wrong kind is only counted, for the refusal
+                self._process(line, item)
         return self.report
 
     def _process(self, line: int, item: Any) -> None:
@@ -169,6 +169,8 @@ class FileValidator:
             return None
         if self.shape is None:
             self._lock(line, shape)
+            if self.report.wrong_kind:
+                return None
         elif shape != self.shape:
             name, locked = _shape_name(shape), _shape_name(self.shape)
             self._reject(line, [("/", f"format {name} differs from the file's format {locked} (line "
@@ -186,11 +188,12 @@ class FileValidator:
 
     def _lock(self, line: int, shape: tuple[Format, Adapter | None]) -> None:
         fmt, adapter = shape
-        if fmt.kind not in self.policy.dataset_kinds:
-            raise DataError(self._wrong_kind(line, shape))
         self.shape, self.shape_line = shape, line
-        self.checker = SchemaChecker(fmt.name)
         self.report.format, self.report.adapter = fmt.name, adapter.name if adapter else None
+        if fmt.kind not in self.policy.dataset_kinds:
+            self.report.wrong_kind = self._wrong_kind(line, shape)
+            return
+        self.checker = SchemaChecker(fmt.name)
         self._announce()
 
     def _wrong_kind(self, line: int, shape: tuple[Format, Adapter | None]) -> str:
@@ -199,7 +202,7 @@ class FileValidator:
         others = policy.methods_by_kind.get(fmt.kind, ())
         fix = f"set TRAIN_METHOD to {' or '.join(others)}, or use " if others else "use "
         return (
-            f"{self.path}:{line}: this is {_kind_label(fmt.kind)} data ({_shape_name(shape)}), but "
+            f"{_kind_label(fmt.kind)} data ({_shape_name(shape)}, detected at line {line}), but "
             f"TRAIN_METHOD={policy.method} trains on {accepted} data; {fix}{accepted} data"
         )
 

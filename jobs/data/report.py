@@ -23,6 +23,7 @@ class FileReport:
     error_count: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     fatal: str | None = None
+    wrong_kind: str | None = None  # the file holds data of a kind the method does not train on: why
     dropped: list[dict[str, Any]] = field(default_factory=list)
     warnings: dict[str, dict[str, Any]] = field(default_factory=dict)
     duplicates: dict[str, Any] = field(default_factory=lambda: {"count": 0, "examples": []})
@@ -62,6 +63,7 @@ class FileReport:
         self.errors += shifted(other.errors, offset)[:room]
         self.error_count += other.error_count
         self.fatal = self.fatal or other.fatal
+        self.wrong_kind = self.wrong_kind or other.wrong_kind
         self.dropped += shifted(other.dropped, offset)
         for message, entry in other.warnings.items():
             bucket = self.warnings.setdefault(message, {"count": 0, "examples": []})
@@ -90,17 +92,23 @@ def _where(bucket: dict[str, Any]) -> str:
     return ", ".join(shown) + (", ..." if bucket["count"] > len(shown) else "")
 
 
-def summary_lines(files: list[FileReport], split: dict[str, Any], lengths: dict[str, Any] | None) -> list[str]:
-    """A short human summary, one line per fact."""
+def summary_lines(
+    files: list[FileReport], split: dict[str, Any], lengths: dict[str, Any] | None, *, with_errors: bool = True
+) -> list[str]:
+    """A short human summary, one line per fact. Without `with_errors`, the record errors are left to the
+    refusal that lists them, so each is printed once."""
     lines = []
     for report in files:
         via = f" via the {report.adapter} adapter" if report.adapter else ""
-        lines.append(
-            f"{report.path} ({report.role}): {report.records} records, format {report.format}{via}; "
-            f"{report.valid} valid, {report.invalid_records} invalid, {report.duplicates['count']} exact duplicates"
+        counts = (
+            "not checked further: the method does not train on this kind of data"
+            if report.wrong_kind
+            else f"{report.valid} valid, {report.invalid_records} invalid, "
+            f"{report.duplicates['count']} exact duplicates"
         )
-        lines += [f"  error {line}" for line in report.error_lines()]
-        if report.error_count > len(report.errors):
+        lines.append(f"{report.path} ({report.role}): {report.records} records, format {report.format}{via}; {counts}")
+        lines += [f"  error {line}" for line in report.error_lines()] if with_errors else []
+        if with_errors and report.error_count > len(report.errors):
             lines.append(f"  ... and {report.error_count - len(report.errors)} more errors (see the JSON report)")
         for message, entry in report.warnings.items():
             lines.append(f"  warning: {message}: {entry['count']} record(s) ({_where(entry)})")

@@ -21,8 +21,8 @@ from jobs.errors import DataError
 
 def refusal(report: FileReport, policy: Policy) -> str | None:
     """Why this file's data must be refused under the policy, or None."""
-    if report.fatal:
-        return report.fatal
+    if report.fatal or report.wrong_kind:  # one line for a file of the wrong kind, with its true size
+        return report.fatal or f"{report.path}: {report.records} records of {report.wrong_kind}"
     if report.records == 0:
         return f"{report.path}: holds no records; it is empty or has blank lines only"
     if report.invalid_records and not policy.drop_invalid:

@@ -62,7 +62,7 @@ BAD_INPUTS = [
                  ":2 /messages/1/content: empty assistant turn", id="whitespace-only-text"),
     pytest.param("dpo", "t.jsonl", _sft({"prompt": "", "chosen": "a", "rejected": "b"}), ":1 /prompt: empty or whitespace",
                  id="empty-text"),
-    pytest.param("dpo", "t.jsonl", _sft(GOOD_SFT), "this is language modeling data (messages), but TRAIN_METHOD=dpo trains on preference data; set TRAIN_METHOD to sft", id="wrong-method"),
+    pytest.param("dpo", "t.jsonl", _sft(GOOD_SFT), "1 records of language modeling data (messages, detected at line 1), but TRAIN_METHOD=dpo trains on preference data; set TRAIN_METHOD to sft", id="wrong-method"),
     pytest.param("sft", "t.csv", b"text\nhello\n", "unsupported file type", id="unsupported-suffix"),
 ]  # fmt: skip
 
@@ -201,6 +201,29 @@ def test_real_data_warnings_and_duplicates(tmp_path: Path) -> None:
         for prefix, lines in warnings.items():
             assert any(m.startswith(prefix) and found[m] == lines for m in found), (name, found)
         assert file["duplicates"]["count"] == duplicates
+
+
+def test_a_file_of_another_methods_data_is_one_line_with_its_true_size(tmp_path: Path) -> None:
+    run = run_entrypoint("validate", TRAIN_METHOD="sft", TRAIN_OUTPUT_DIR=str(tmp_path),
+                         TRAIN_DATA_PATH=str(REALDATA / "foundry_orca_dpo_pairs_validation.jsonl"))  # fmt: skip
+    assert run.returncode == 3
+    refusal = [line for line in run.stderr.splitlines() if "records of preference data" in line]
+    assert len(refusal) == 1 and "foundry_orca_dpo_pairs_validation.jsonl: 284 records of preference data" in refusal[0]
+    assert "set TRAIN_METHOD to dpo or kto" in refusal[0]
+    report = json.loads((tmp_path / "validation_report.json").read_text())["files"][0]
+    assert (report["records"], report["format"], report["adapter"]) == (
+        284,
+        "conversational_preference",
+        "openai_preference",
+    )
+
+
+def test_each_record_error_is_printed_once(tmp_path: Path) -> None:
+    run = run_entrypoint("validate", TRAIN_METHOD="dpo", TRAIN_OUTPUT_DIR=str(tmp_path),
+                         TRAIN_DATA_PATH=str(REALDATA / "hh-rlhf_harmless-base_test.jsonl.gz"))  # fmt: skip
+    assert run.returncode == 3
+    for line in (87, 517, 1255, 2037):
+        assert run.stderr.count(f"hh-rlhf_harmless-base_test.jsonl.gz:{line} ") == 1, run.stderr[-3000:]
 
 
 TEXT_CHECKS_BY_MESSAGE = {message: kind for kind, message in TEXT_CHECKS.items()}

@@ -93,8 +93,8 @@ def test_a_loss_without_a_kl_term_may_use_a_batch_of_one(tmp_path: Path) -> None
         pytest.param({"prompt": [{"role": "user", "content": "p"}], "completion": [{"role": "user", "content": "c"}],
                       "label": False}, "/completion/0/role: roles out of order", id="completion-not-assistant"),
         pytest.param({"messages": [{"role": "user", "content": "p"}, {"role": "assistant", "content": "c"}]},
-                     "this is language modeling data (messages), but TRAIN_METHOD=kto trains on unpaired preference "
-                     "or preference data; set TRAIN_METHOD to sft", id="sft-data"),
+                     "1 records of language modeling data (messages, detected at line 1), but TRAIN_METHOD=kto trains "
+                     "on unpaired preference or preference data; set TRAIN_METHOD to sft", id="sft-data"),
     ],
 )  # fmt: skip
 def test_bad_kto_data_exits_3_naming_the_line(record: dict[str, Any], expected: str, tmp_path: Path) -> None:
