@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from jobs.data.adapters import ADAPTERS, Adapter, detect_adapter
-from jobs.data.formats import FORMATS, Format, SchemaChecker, native_format
+from jobs.data.formats import FORMATS, MESSAGE_KEYS, Format, SchemaChecker, native_format
 from jobs.data.prepared import PreparedWriter
 from jobs.data.readers import FatalReadError, Unparsable, iter_records
 from jobs.data.report import FileReport
@@ -24,8 +24,6 @@ from jobs.data.semantics import Finding, check_record, hygiene, message_text
 from jobs.data.split import canonical, exact_key, goes_to_eval, normalized_key
 
 logger = logging.getLogger(__name__)
-
-_KEPT_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
 
 @dataclass(frozen=True)
@@ -54,18 +52,21 @@ class TrainIndex:
 
 
 def prepared_record(record: dict[str, Any], fmt: Format) -> dict[str, Any]:
-    """Only the format's fields; text-only content parts become strings (one Arrow type per column)."""
+    """Only the format's fields (and `tools`, as JSON text: TRL reads either form, and one Arrow type fits
+    every record's); messages keep only their known keys, text-only content parts become strings."""
     if not fmt.conversational:
         return {name: record[name] for name in fmt.fields}
-    return {name: _prepared_messages(record[name]) for name in fmt.fields}
+    prepared = {name: _prepared_messages(record[name]) for name in fmt.fields}
+    tools = record.get("tools")
+    if tools is not None:
+        prepared["tools"] = tools if isinstance(tools, str) else orjson.dumps(tools).decode()
+    return prepared
 
 
 def _prepared_messages(value: Any) -> Any:
     if not isinstance(value, list):  # a non-conversation field, such as an unpaired preference label
         return value
-    return [
-        {**{k: m[k] for k in _KEPT_MESSAGE_KEYS if k in m}, "content": _flat_content(m.get("content"))} for m in value
-    ]
+    return [{**{k: m[k] for k in MESSAGE_KEYS if k in m}, "content": _flat_content(m.get("content"))} for m in value]
 
 
 def _flat_content(content: Any) -> Any:

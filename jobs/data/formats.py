@@ -26,6 +26,7 @@ class Format:
     fields: tuple[str, ...]
     conversational: bool
     title: str
+    optional: tuple[str, ...] = ()  # columns a record may add, such as `tools`
 
 
 def _load_formats() -> dict[str, Format]:
@@ -35,8 +36,33 @@ def _load_formats() -> dict[str, Format]:
         schema = json.loads(path.read_text(encoding="utf-8"))
         meta = schema["x-trainjob"]
         name = path.name.removesuffix(".schema.json")
-        formats[name] = Format(name, meta["kind"], tuple(schema["required"]), meta["conversational"], schema["title"])
+        optional = tuple(key for key in schema["properties"] if key not in schema["required"])
+        formats[name] = Format(
+            name, meta["kind"], tuple(schema["required"]), meta["conversational"], schema["title"], optional
+        )
     return formats
+
+
+def _message_keys() -> tuple[str, ...]:
+    """The keys a chat message may carry (conversation.defs.json); others are warned about and dropped."""
+    shared = json.loads((SCHEMA_DIR / _SHARED_DEFS).read_text(encoding="utf-8"))
+    return tuple(shared["$defs"]["message"]["properties"])
+
+
+MESSAGE_KEYS = _message_keys()
+
+
+@cache
+def _tool_list_validator() -> Any:
+    import jsonschema_rs
+
+    shared = json.loads((SCHEMA_DIR / _SHARED_DEFS).read_text(encoding="utf-8"))
+    return jsonschema_rs.validator_for({"type": "array", "items": shared["$defs"]["tool"]})
+
+
+def is_tool_list(value: Any) -> bool:
+    """Whether `value` is a list of function schemas (the parsed JSON text of a `tools` column)."""
+    return bool(_tool_list_validator().is_valid(value))
 
 
 FORMATS: dict[str, Format] = _load_formats()

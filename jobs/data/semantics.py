@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.data.formats import Format
+import orjson
+
+from jobs.data.formats import MESSAGE_KEYS, Format, is_tool_list
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")
@@ -58,16 +60,32 @@ def message_text(content: Any) -> str:
     return ""
 
 
+_INSTRUCTIONS = ("system", "developer")  # Harmony's developer turn stands where a system turn would
+
+
 def _order_problem(previous: str | None, role: str, part: str) -> str | None:
     """Why `role` may not follow `previous` in this part of a conversation ("full", "prompt", "reply")."""
-    if role == "system":
-        return None if previous is None and part != "reply" else "a system turn can only come first"
-    if previous in (None, "system"):
+    if role in _INSTRUCTIONS:
+        return None if previous in (None, *_INSTRUCTIONS) and part != "reply" else f"a {role} turn can only come first"
+    if previous in (None, *_INSTRUCTIONS):
         first = "assistant" if part == "reply" else "user"
         return None if role == first else f"the first turn after the start or system must be {first}"
     if role == "tool" and previous not in ("assistant", "tool"):
         return "a tool turn must follow an assistant turn (its tool call)"
     return None
+
+
+_UNKNOWN_KEY = "a message key outside the schema (not passed to training)"
+
+
+def _message(message: dict[str, Any], path: str) -> list[Finding]:
+    """Findings of one turn on its own: unknown keys (warnings) and empty text. A turn that makes tool
+    calls may have no text."""
+    findings = [Finding(f"{path}/{key}", _UNKNOWN_KEY, warning=True) for key in message if key not in MESSAGE_KEYS]
+    content = message.get("content")
+    if content is not None and not message.get("tool_calls") and not message_text(content).strip():
+        findings.append(Finding(f"{path}/content", f"empty {message['role']} turn"))
+    return findings
 
 
 def _conversation(messages: list[dict[str, Any]], path: str, part: str) -> list[Finding]:
@@ -78,13 +96,12 @@ def _conversation(messages: list[dict[str, Any]], path: str, part: str) -> list[
         problem = _order_problem(previous, role, part)
         if problem:
             findings.append(Finding(f"{path}/{index}/role", f"roles out of order: '{role}' here; {problem}"))
-            if role == "system":
+            if role in _INSTRUCTIONS:
                 continue  # judge the next turn as if the stray system turn were not there
         elif role == previous and role in ("user", "assistant"):
             # Training handles it, but many chat templates refuse non-alternating roles.
             findings.append(Finding(f"{path}/{index}/role", f"consecutive {role} turns", warning=True))
-        if message.get("content") is not None and not message_text(message["content"]).strip():
-            findings.append(Finding(f"{path}/{index}/content", f"empty {role} turn"))
+        findings += _message(message, f"{path}/{index}")
         previous = role
     if part == "full" and "assistant" not in {m["role"] for m in messages}:
         findings.append(Finding(path, "no assistant turn: nothing to train on"))
@@ -215,6 +232,29 @@ def hygiene(
     ]
 
 
+def _tools(record: dict[str, Any], fmt: Format) -> list[Finding]:
+    """The `tools` column: JSON text must hold a list of function schemas (a list is checked by the schema);
+    a tool call naming no offered function is a warning."""
+    tools = record.get("tools")
+    if isinstance(tools, str):
+        try:
+            tools = orjson.loads(tools)
+        except orjson.JSONDecodeError as error:
+            return [Finding("/tools", f"tools is text but not JSON ({error})")]
+        if not is_tool_list(tools):
+            return [Finding("/tools", "tools must be a list of function schemas ({type: function, function: "
+                            "{name, description, parameters}}), as a list or its JSON text")]  # fmt: skip
+    offered = {tool["function"]["name"] for tool in tools or []}
+    return [
+        Finding(f"/{name}/{i}/tool_calls/{j}/function/name", "a tool call to a function not in tools", warning=True)
+        for name in fmt.fields
+        if isinstance(record[name], list) and tools is not None
+        for i, message in enumerate(record[name])
+        for j, call in enumerate(message.get("tool_calls") or [])
+        if call["function"]["name"] not in offered
+    ]
+
+
 def check_record(record: dict[str, Any], fmt: Format) -> list[Finding]:
     """Semantic findings for a schema-valid record of format `fmt` (character hygiene: `hygiene`)."""
     if fmt.name == "conversational_implicit_preference":
@@ -222,7 +262,7 @@ def check_record(record: dict[str, Any], fmt: Format) -> list[Finding]:
         pair = _implicit_pair(record["chosen"], record["rejected"])
         if pair:
             return pair
-    findings = _conversations(record, fmt) if fmt.conversational else _plain(record, fmt)
+    findings = _conversations(record, fmt) + _tools(record, fmt) if fmt.conversational else _plain(record, fmt)
     if "rejected" in fmt.fields and not any(not f.warning for f in findings):
         findings += _same_pair(record, fmt)
     return findings

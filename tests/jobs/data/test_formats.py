@@ -55,8 +55,8 @@ def test_native_format_from_keys_and_value_types(record: dict[str, Any], expecte
         pytest.param({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "/messages/0/content/0",
                      "'text' is missing", id="text-part-without-text"),
         pytest.param({"messages": []}, "/messages", "should be non-empty", id="empty-conversation"),
-        pytest.param({"messages": [{"role": "assistant", "content": None}]}, "/messages/0",
-                     "'tool_calls' is missing", id="null-content-without-tool-calls"),
+        pytest.param({"messages": [{"role": "assistant", "content": None}]}, "/messages/0/content",
+                     "None is not of type 'string', 'array'", id="null-content-without-tool-calls"),
     ],
 )  # fmt: skip
 def test_precise_violations_carry_json_pointers(record: dict[str, Any], pointer: str, fragment: str) -> None:
@@ -71,7 +71,11 @@ def test_tool_calls_and_content_parts_are_valid() -> None:
     record = {
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "weather?"}]},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "1"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}],
+            },
             {"role": "tool", "content": "sunny", "tool_call_id": "1"},
             {"role": "assistant", "content": "Sunny."},
         ]
