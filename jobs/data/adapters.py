@@ -34,21 +34,122 @@ _HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
 _HH_ROLES = {"Human": "user", "Assistant": "assistant"}
 
 
-def _alpaca(record: Record) -> Record:
-    messages: list[Message] = []
-    if record.get("system"):
-        messages.append({"role": "system", "content": record["system"]})
+def _system(record: Record) -> list[Message]:
+    return [{"role": "system", "content": record["system"]}] if record.get("system") else []
+
+
+def _user(text: Any) -> list[Message]:
+    return [{"role": "user", "content": text}]
+
+
+def _assistant(text: Any) -> list[Message]:
+    return [{"role": "assistant", "content": text}]
+
+
+def _alpaca_prompt(record: Record, question: str = "instruction") -> list[Message]:
+    """System, the history's [question, answer] pairs as turns, then the question (and input) as a user turn."""
+    messages = _system(record)
     for turn in record.get("history") or []:
-        question, answer = turn
-        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-    instruction, extra = record["instruction"], record.get("input")
+        asked, answered = turn
+        messages += [*_user(asked), *_assistant(answered)]
+    instruction, extra = record[question], record.get("input")
     prompt = (
         f"{instruction}\n\n{extra}"
         if isinstance(instruction, str) and isinstance(extra, str) and extra
         else instruction
     )
-    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": record["output"]}]
-    return {"messages": messages}
+    return [*messages, *_user(prompt)]
+
+
+def _alpaca(record: Record) -> Record:
+    return {"messages": [*_alpaca_prompt(record), *_assistant(record["output"])]}
+
+
+def _alpaca_preference(record: Record) -> Record:
+    """LLaMA-Factory's alpaca ranking data: chosen/rejected answers, or the older output: [chosen, rejected]."""
+    if "output" in record:
+        chosen, rejected = record["output"]
+    else:
+        chosen, rejected = record["chosen"], record["rejected"]
+    return {"prompt": _alpaca_prompt(record), "chosen": _assistant(chosen), "rejected": _assistant(rejected)}
+
+
+def _alpaca_kto(record: Record) -> Record:
+    return {"prompt": _alpaca_prompt(record), "completion": _assistant(record["output"]), "label": record["kto_tag"]}
+
+
+def _is_ranked_output(record: Record) -> bool:
+    return isinstance(record.get("output"), list)
+
+
+@dataclass(frozen=True)
+class _SingleTurnPreference:
+    """A system and one question with a chosen and a rejected answer (a callable object, not a closure:
+    adapters pickle, for shard workers)."""
+
+    question: str
+    chosen: str
+    rejected: str
+
+    def __call__(self, record: Record) -> Record:
+        prompt = [*_system(record), *_user(record[self.question])]
+        return {
+            "prompt": prompt,
+            "chosen": _assistant(record[self.chosen]),
+            "rejected": _assistant(record[self.rejected]),
+        }
+
+
+@dataclass(frozen=True)
+class _SingleTurnUnpaired:
+    """A system and one question with a completion and its label."""
+
+    question: str
+
+    def __call__(self, record: Record) -> Record:
+        prompt = [*_system(record), *_user(record[self.question])]
+        return {"prompt": prompt, "completion": _assistant(record["completion"]), "label": record["label"]}
+
+
+def _axolotl_ultra(record: Record) -> Record:
+    """Axolotl's ultra: a prompt string and chosen/rejected [user, assistant...] lists; the lists are the
+    pairs (nothing dropped), and the prompt must be their first user turn."""
+    chosen, rejected = record["chosen"], record["rejected"]
+    if chosen[0].get("content") != record["prompt"]:
+        raise ValueError("the prompt differs from the first turn of chosen")
+    return {"chosen": [*_system(record), *chosen], "rejected": [*_system(record), *rejected]}
+
+
+@dataclass(frozen=True)
+class _TextFields:
+    """A module-level callable (adapters pickle, for shard workers): the named fields hold strings."""
+
+    names: tuple[str, ...]
+
+    def __call__(self, record: Record) -> bool:
+        return all(isinstance(record.get(name), str) for name in self.names)
+
+
+def _is_ultra(record: Record) -> bool:
+    chosen, rejected = record.get("chosen"), record.get("rejected")
+    return (
+        isinstance(record.get("prompt"), str)
+        and isinstance(chosen, list)
+        and isinstance(rejected, list)
+        and bool(chosen)
+        and isinstance(chosen[0], dict)
+    )
+
+
+def _chat_template_preference(record: Record) -> Record:
+    """Axolotl's chat_template.default DPO: messages, then chosen/rejected as one message, a string or a list."""
+
+    def reply(value: Any) -> list[Message]:
+        if isinstance(value, str):
+            return _assistant(value)
+        return [value[-1]] if isinstance(value, list) else [value]
+
+    return {"prompt": record["messages"], "chosen": reply(record["chosen"]), "rejected": reply(record["rejected"])}
 
 
 def _sharegpt_turn(turn: dict[str, Any]) -> Message:
@@ -65,6 +166,11 @@ def _sharegpt_prompt(record: Record) -> list[Message]:
 
 def _sharegpt(record: Record) -> Record:
     return {"messages": _sharegpt_prompt(record)}
+
+
+def _sharegpt_kto(record: Record) -> Record:
+    messages = _sharegpt_prompt(record)
+    return {"prompt": messages[:-1], "completion": messages[-1:], "label": record["kto_tag"]}
 
 
 def _sharegpt_preference(record: Record) -> Record:
@@ -149,10 +255,50 @@ ADAPTERS: dict[str, Adapter] = {
                 "LLaMA-Factory v1 preference: chosen_messages / rejected_messages with content parts"),
         Adapter("sharegpt_preference", "conversational_preference", frozenset({"conversations", "chosen", "rejected"}),
                 _sharegpt_preference, "ShareGPT preference: conversations plus chosen/rejected {from, value}"),
+        Adapter("sharegpt_kto", "conversational_unpaired_preference", frozenset({"conversations", "kto_tag"}),
+                _sharegpt_kto, "LLaMA-Factory ShareGPT KTO: conversations and a kto_tag for the last turn"),
         Adapter("sharegpt", "messages", frozenset({"conversations"}), _sharegpt,
                 "ShareGPT: conversations of {from, value}"),
+        Adapter("alpaca_preference", "conversational_preference", frozenset({"instruction", "chosen", "rejected"}),
+                _alpaca_preference, "LLaMA-Factory alpaca ranking: instruction / input / chosen / rejected, "
+                "optional system and history"),
+        Adapter("alpaca_ranking", "conversational_preference", frozenset({"instruction", "output"}),
+                _alpaca_preference, "LLaMA-Factory alpaca ranking (older): output: [chosen, rejected]",
+                also=_is_ranked_output),
+        Adapter("alpaca_kto", "conversational_unpaired_preference", frozenset({"instruction", "output", "kto_tag"}),
+                _alpaca_kto, "LLaMA-Factory alpaca KTO: instruction / input / output and a kto_tag"),
         Adapter("alpaca", "messages", frozenset({"instruction", "output"}), _alpaca,
                 "Alpaca: instruction / input / output, optional system and history"),
+        Adapter("axolotl_intel", "conversational_preference", frozenset({"question", "chosen", "rejected"}),
+                _SingleTurnPreference("question", "chosen", "rejected"),
+                "Axolotl DPO intel: system / question / chosen / rejected", also=_TextFields(("question", "chosen"))),
+        Adapter("axolotl_argilla", "conversational_preference",
+                frozenset({"instruction", "chosen_response", "rejected_response"}),
+                _SingleTurnPreference("instruction", "chosen_response", "rejected_response"),
+                "Axolotl DPO argilla: system / instruction / chosen_response / rejected_response"),
+        Adapter("axolotl_icr", "conversational_preference", frozenset({"input", "chosen", "rejected"}),
+                _SingleTurnPreference("input", "chosen", "rejected"),
+                "Axolotl DPO icr: system / input / chosen / rejected", also=_TextFields(("input", "chosen"))),
+        Adapter("axolotl_prompt_pairs", "conversational_preference",
+                frozenset({"system", "prompt", "chosen", "rejected"}),
+                _SingleTurnPreference("prompt", "chosen", "rejected"),
+                "Axolotl DPO prompt_pairs: a system prompt beside prompt / chosen / rejected",
+                also=_TextFields(("system", "prompt", "chosen"))),
+        Adapter("axolotl_ultra", "conversational_implicit_preference", frozenset({"prompt", "chosen", "rejected"}),
+                _axolotl_ultra, "Axolotl DPO ultra: a prompt string with chosen/rejected message lists",
+                also=_is_ultra),
+        Adapter("axolotl_chat_template", "conversational_preference", frozenset({"messages", "chosen", "rejected"}),
+                _chat_template_preference, "Axolotl DPO chat_template: messages, then a chosen and a rejected reply"),
+        Adapter("axolotl_kto_intel", "conversational_unpaired_preference",
+                frozenset({"question", "completion", "label"}),
+                _SingleTurnUnpaired("question"), "Axolotl KTO intel: system / question / completion / label"),
+        Adapter("axolotl_kto_argilla", "conversational_unpaired_preference",
+                frozenset({"instruction", "completion", "label"}), _SingleTurnUnpaired("instruction"),
+                "Axolotl KTO argilla: system / instruction / completion / label"),
+        Adapter("axolotl_kto_prompt_pairs", "conversational_unpaired_preference",
+                frozenset({"system", "prompt", "completion", "label"}), _SingleTurnUnpaired("prompt"),
+                "Axolotl KTO prompt_pairs: a system prompt beside prompt / completion / label",
+                also=_TextFields(("system", "prompt", "completion"))),
         Adapter("hh_rlhf", "conversational_implicit_preference", frozenset({"chosen", "rejected"}), _hh_rlhf,
                 "Anthropic hh-rlhf: chosen/rejected transcripts of '\\n\\nHuman: ... \\n\\nAssistant: ...'",
                 also=_is_hh_transcript),
