@@ -45,10 +45,18 @@ class JobSettings:
     method: str | None = field(default=None, metadata={"help": "Training method. Required.", "values": tuple(METHODS)})
     data_path: str | None = field(
         default=None,
-        metadata={"help": "Training data file (.jsonl, .json, .parquet, optionally .gz). Required."},
+        metadata={
+            "help": "Training data (.jsonl, .json, .parquet, optionally .gz): a file, a glob, a directory of "
+            "shards, or a Hugging Face dataset snapshot folder (its train split; validation, else test, is the "
+            "evaluation data unless TRAIN_EVAL_DATA_PATH is set). Required."
+        },
     )
     eval_data_path: str | None = field(
-        default=None, metadata={"help": "Separate evaluation data file. Checked for overlap with training data."}
+        default=None,
+        metadata={
+            "help": "Separate evaluation data: a file, a glob or a directory of shards. Checked for overlap with "
+            "the training data."
+        },
     )
     eval_split: float = field(
         default=0.0,

@@ -17,8 +17,8 @@ from typing import Any
 
 from jobs.config import JobConfig
 from jobs.data.lengths import percentiles, token_lengths
-from jobs.data.readers import check_readable
 from jobs.data.report import summary_lines
+from jobs.data.sources import resolve_data_files
 from jobs.data.validate import Policy, ValidationResult, validate_dataset
 from jobs.defaults import Device, model_settings
 from jobs.errors import DataError, EnvironmentProblem
@@ -64,12 +64,8 @@ def _policy(config: JobConfig) -> Policy:
 def validate_data(config: JobConfig, count_tokens: bool) -> dict[str, Any]:
     """Validate and split the data, write the prepared records and the report; raise DataError on refusal."""
     job = config.job
-    train_path = Path(str(job.data_path))
-    eval_path = Path(job.eval_data_path) if job.eval_data_path else None
     try:
-        check_readable(train_path, "TRAIN_DATA_PATH")
-        if eval_path:
-            check_readable(eval_path, "TRAIN_EVAL_DATA_PATH")
+        files = resolve_data_files(str(job.data_path), job.eval_data_path)
     except DataError as error:
         _write_report(config, {"result": "refused", "reason": str(error), "method": config.method, "files": []})
         raise
@@ -78,10 +74,10 @@ def validate_data(config: JobConfig, count_tokens: bool) -> dict[str, Any]:
         # The output volume is shared by every machine of a multi-node run: machine 0 writes the prepared
         # records and the report; the others validate the same data into a directory of their own.
         result = validate_dataset(
-            train_path, eval_path, _policy(config), config.layout.data_dir if main else Path(private)
+            files.train, files.eval, _policy(config), config.layout.data_dir if main else Path(private)
         )
     lengths = _lengths(config, result, count_tokens and main)
-    report = _report(config, result, lengths)
+    report = {**_report(config, result, lengths), "layout": files.layout}
     if main:
         _write_report(config, report)
     for line in summary_lines(result.files, result.split, lengths, with_errors=result.refused is None):

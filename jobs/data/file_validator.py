@@ -43,6 +43,21 @@ class Policy:
     text_errors: frozenset[str] = frozenset()  # character hygiene kinds that are errors (TRAIN_TEXT_ERRORS)
 
 
+LINE_BITS = 32  # a key table's value: the file's number in its split above, the line below
+
+
+@dataclass
+class SplitState:
+    """What the files of one split (its shards) share: the format the first record locked, and the keys
+    of the records seen so far, so duplicates are found across shards."""
+
+    files: list[str] = field(default_factory=list)
+    shape: tuple[Format, Adapter | None] | None = None
+    shape_where: str = ""
+    seen: dict[int, int] = field(default_factory=dict)  # exact key -> file number and line (LINE_BITS)
+    prompts: dict[int, int] = field(default_factory=dict)
+
+
 @dataclass
 class TrainIndex:
     """Keys of the accepted training records, for the leakage check of evaluation records."""
@@ -96,18 +111,30 @@ class FileValidator:
     """Validates one file in one pass, writing what it accepts."""
 
     def __init__(
-        self, path: Path, role: str, policy: Policy, writer: PreparedWriter, index: TrainIndex, *, has_eval: bool
+        self,
+        path: Path,
+        role: str,
+        policy: Policy,
+        writer: PreparedWriter,
+        index: TrainIndex,
+        *,
+        has_eval: bool,
+        split: SplitState | None = None,
     ) -> None:
         self.path, self.role, self.policy, self.writer, self.index = path, role, policy, writer, index
         # Normalised keys cost more than the rest of a record's checks: only computed when there is an eval set.
         self.needs_normalized = has_eval
         self.quiet = False  # shard workers leave the adapter notice to the parent
         self.report = FileReport(path=str(path), role=role, max_shown=policy.max_shown)
-        self.shape: tuple[Format, Adapter | None] | None = None
-        self.shape_line = 0
-        self.checker: SchemaChecker | None = None
-        self.seen: dict[int, int] = {}
-        self.prompts: dict[int, int] = {}
+        self.split = split or SplitState(files=[str(path)])
+        if str(path) not in self.split.files:
+            self.split.files.append(str(path))
+        self.number = self.split.files.index(str(path)) << LINE_BITS
+        self.shape = self.split.shape  # a later shard starts with the format its split locked
+        self.checker: SchemaChecker | None = SchemaChecker(self.shape[0].name) if self.shape else None
+        if self.shape:
+            self.report.format, self.report.adapter = self.shape[0].name, self.shape[1].name if self.shape[1] else None
+        self.seen, self.prompts = self.split.seen, self.split.prompts
         self.lengths = array("I")
 
     def run(self, records: Iterable[tuple[int, Any]] | None = None) -> FileReport:
@@ -174,8 +201,8 @@ class FileValidator:
                 return None
         elif shape != self.shape:
             name, locked = _shape_name(shape), _shape_name(self.shape)
-            self._reject(line, [("/", f"format {name} differs from the file's format {locked} (line "
-                                      f"{self.shape_line}); one file holds one format")])  # fmt: skip
+            self._reject(line, [("/", f"format {name} differs from the data's format {locked} (at "
+                                      f"{self.split.shape_where}); one dataset holds one format")])  # fmt: skip
             return None
         return shape
 
@@ -189,7 +216,8 @@ class FileValidator:
 
     def _lock(self, line: int, shape: tuple[Format, Adapter | None]) -> None:
         fmt, adapter = shape
-        self.shape, self.shape_line = shape, line
+        self.shape = self.split.shape = shape
+        self.split.shape_where = f"{self.path}:{line}"
         self.report.format, self.report.adapter = fmt.name, adapter.name if adapter else None
         if fmt.kind not in self.policy.dataset_kinds:
             self.report.wrong_kind = self._wrong_kind(line, shape)
@@ -241,9 +269,9 @@ class FileValidator:
             return self._reject(line, errors)
         exact = exact_key(data)
         normalized = normalized_key(prepared, fmt.fields) if self.needs_normalized else 0
-        first = self.seen.setdefault(exact, line)
-        if first != line:
-            self.report.add_example(self.report.duplicates, {"line": line, "first_line": first})
+        first = self.seen.setdefault(exact, self.number | line)
+        if first != self.number | line:
+            self.report.add_example(self.report.duplicates, self._repeat(line, first))
         self._note_prompt(line, record, fmt)
         if self.role == "eval" and self._leaks(line, exact, normalized):
             return
@@ -263,9 +291,17 @@ class FileValidator:
         # Paired data only: unpaired preference data repeats each prompt by design.
         prompt = _prompt_part(record, fmt) if "rejected" in fmt.fields else None
         if prompt:
-            first = self.prompts.setdefault(exact_key(orjson.dumps(prompt)), line)
-            if first != line:
-                self.report.add_example(self.report.duplicate_prompts, {"line": line, "first_line": first})
+            first = self.prompts.setdefault(exact_key(orjson.dumps(prompt)), self.number | line)
+            if first != self.number | line:
+                self.report.add_example(self.report.duplicate_prompts, self._repeat(line, first))
+
+    def _repeat(self, line: int, first: int) -> dict[str, Any]:
+        """A repeat at `line` of what was first seen at `first` (file number and line): the first file is
+        named when it is another shard."""
+        where: dict[str, Any] = {"line": line, "first_line": first & ((1 << LINE_BITS) - 1)}
+        if first >> LINE_BITS != self.number >> LINE_BITS:
+            where["first_file"] = self.split.files[first >> LINE_BITS]
+        return where
 
     def _leaks(self, line: int, exact: int, normalized: int) -> bool:
         kind = "exact" if exact in self.index.exact else "normalized" if normalized in self.index.normalized else None
@@ -281,18 +317,19 @@ class FileValidator:
     def absorb(self, shard: FileValidator, offset: int) -> None:
         """Merge a shard's findings (lines relative to its range) into this file's, `offset` lines on."""
         if self.shape is None and shard.shape is not None:
-            self.shape, self.shape_line, self.checker = shard.shape, shard.shape_line + offset, shard.checker
+            self.shape = self.split.shape = shard.shape
+            self.split.shape_where = f"{self.path}:{int(shard.split.shape_where.rsplit(':', 1)[1]) + offset}"
             self.report.format, self.report.adapter = shard.report.format, shard.report.adapter
             self._announce()
         self.report.absorb(shard.report, offset)
-        for key, line in shard.seen.items():  # duplicates across shards
-            first = self.seen.setdefault(key, line + offset)
-            if first != line + offset:
-                self.report.add_example(self.report.duplicates, {"line": line + offset, "first_line": first})
-        for key, line in shard.prompts.items():
-            first = self.prompts.setdefault(key, line + offset)
-            if first != line + offset:
-                self.report.add_example(self.report.duplicate_prompts, {"line": line + offset, "first_line": first})
+        for key, at in shard.seen.items():  # duplicates across byte ranges (lines relative to the range)
+            first = self.seen.setdefault(key, at + offset)
+            if first != at + offset:
+                self.report.add_example(self.report.duplicates, self._repeat((at & 0xFFFFFFFF) + offset, first))
+        for key, at in shard.prompts.items():
+            first = self.prompts.setdefault(key, at + offset)
+            if first != at + offset:
+                self.report.add_example(self.report.duplicate_prompts, self._repeat((at & 0xFFFFFFFF) + offset, first))
         if self.role == "train":
             for mine, theirs in (
                 (self.index.exact, shard.index.exact),

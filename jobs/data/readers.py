@@ -104,6 +104,16 @@ class LineCounter:
                     yield self.lines, Unparsable(f"not valid JSON: {error}")
 
 
+def without_nulls(value: Any) -> Any:
+    """A parquet row as it was written: Arrow gives every row of a column every key any row has (a message
+    without `tool_calls` reads back with `tool_calls: None`), so keys whose value is null are dropped."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
 def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
     import pyarrow.parquet as pq
 
@@ -119,7 +129,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
             for batch in parquet.iter_batches(batch_size=1024):
                 for record in batch.to_pylist():
                     row += 1
-                    yield row, record
+                    yield row, without_nulls(record)
         except Exception as error:  # pyarrow raises several unrelated types for a corrupt file
             yield 0, FatalReadError(f"not a readable parquet file ({error})")
 

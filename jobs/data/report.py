@@ -14,6 +14,7 @@ class FileReport:
 
     path: str
     role: str  # "train" or "eval"
+    sha256: str = ""
     max_shown: int = 20
     format: str | None = None
     adapter: str | None = None

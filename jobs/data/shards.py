@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.data.file_validator import FileValidator, TrainIndex
+from jobs.data.file_validator import FileValidator, SplitState, TrainIndex
 from jobs.data.prepared import PreparedWriter
 from jobs.data.readers import LineCounter, base_suffix
 
@@ -77,9 +77,12 @@ def _validate_range(job: tuple[int, int, int]) -> ShardOutcome:
     directory = parent.writer.directory / f"shard-{number}"
     # A training shard collects its own keys; an eval shard reads the (inherited) training index.
     index = parent.index if parent.role == "eval" else TrainIndex()
+    # The split's files and locked format, with key tables of its own (merged by the parent).
+    split = SplitState(files=list(parent.split.files), shape=parent.split.shape, shape_where=parent.split.shape_where)
     validator = FileValidator(
-        parent.path, parent.role, parent.policy, PreparedWriter(directory), index, has_eval=parent.needs_normalized
-    )
+        parent.path, parent.role, parent.policy, PreparedWriter(directory), index, has_eval=parent.needs_normalized,
+        split=split,
+    )  # fmt: skip
     validator.quiet = True
     counter = LineCounter(parent.path, start, end)
     validator.run(counter)

@@ -8,29 +8,36 @@ after normalising case and whitespace) are leakage, treated the same way.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.data.file_validator import FileValidator, Policy, TrainIndex
+from jobs.data.file_validator import FileValidator, Policy, SplitState, TrainIndex
 from jobs.data.prepared import PreparedWriter
 from jobs.data.report import FileReport
 from jobs.data.shards import can_shard, validate_in_shards
+from jobs.data.sources import FileDigest
 from jobs.errors import DataError
 
 
-def refusal(report: FileReport, policy: Policy) -> str | None:
-    """Why this file's data must be refused under the policy, or None."""
+def file_refusal(report: FileReport) -> str | None:
+    """Why one file refuses the data whatever the policy: unreadable, of the wrong kind, or empty."""
     if report.fatal or report.wrong_kind:  # one line for a file of the wrong kind, with its true size
         return report.fatal or f"{report.path}: {report.records} records of {report.wrong_kind}"
     if report.records == 0:
         return f"{report.path}: holds no records; it is empty or has blank lines only"
+    return None
+
+
+def refusal(report: FileReport, policy: Policy) -> str | None:
+    """Why this data (a file, or a split's files together) must be refused under the policy, or None."""
     if report.invalid_records and not policy.drop_invalid:
         return (
             f"{report.path}: {report.invalid_records} of {report.records} records are invalid; fix them, or set "
             "TRAIN_DROP_INVALID=true to drop them (each is listed in the report)"
         )
-    fraction = report.invalid_records / report.records
+    fraction = report.invalid_records / max(1, report.records)
     if fraction > policy.max_invalid_fraction:
         return (
             f"{report.path}: {fraction:.2%} of the records are invalid, above TRAIN_MAX_INVALID_FRACTION="
@@ -39,6 +46,17 @@ def refusal(report: FileReport, policy: Policy) -> str | None:
     if report.valid == 0:
         return f"{report.path}: no valid records remain"
     return None
+
+
+def _together(reports: list[FileReport]) -> FileReport:
+    """A split's files as one, for the policy's counts."""
+    if len(reports) == 1:
+        return reports[0]
+    total = FileReport(path=f"{reports[0].path} and {len(reports) - 1} more file(s) of the {reports[0].role} split",
+                       role=reports[0].role)  # fmt: skip
+    total.records, total.valid = sum(r.records for r in reports), sum(r.valid for r in reports)
+    total.invalid_records = sum(r.invalid_records for r in reports)
+    return total
 
 
 @dataclass
@@ -50,27 +68,19 @@ class ValidationResult:
     problems: list[str] = field(default_factory=list)
 
 
-def validate_dataset(train: Path, evaluation: Path | None, policy: Policy, prepared_dir: Path) -> ValidationResult:
-    """Validate the training file (and the eval file), writing the prepared split; never raises for bad data."""
+def validate_dataset(
+    train: Path | Sequence[Path], evaluation: Path | Sequence[Path] | None, policy: Policy, prepared_dir: Path
+) -> ValidationResult:
+    """Validate the training files (and the eval files), writing the prepared split; never raises for bad
+    data. The files of one split are its shards: one format, duplicates found across them."""
+    splits = {"train": _paths(train), "eval": _paths(evaluation)}
     writer, index = PreparedWriter(prepared_dir), TrainIndex()
     result = ValidationResult(files=[], split={}, char_lengths=array("I"))
+    has_eval = bool(splits["eval"]) or policy.eval_split > 0
     try:
-        for path, role in ((train, "train"), (evaluation, "eval")):
-            if path is None:
-                continue
-            has_eval = evaluation is not None or policy.eval_split > 0
-            validator = FileValidator(path, role, policy, writer, index, has_eval=has_eval)
-            try:
-                if not (can_shard(path) and validate_in_shards(validator)):
-                    validator = FileValidator(path, role, policy, writer, index, has_eval=has_eval)
-                    validator.run()
-                report = validator.report
-            finally:
-                result.files.append(validator.report)
-                result.char_lengths.extend(validator.lengths)
-            reason = refusal(report, policy)
-            if reason:
-                raise DataError(reason, report.error_lines())
+        for role, paths in splits.items():
+            if paths:
+                _validate_split(role, paths, (policy, writer, index, has_eval), result)
         _check_split(writer, policy)
     except DataError as error:
         writer.discard()
@@ -79,12 +89,45 @@ def validate_dataset(train: Path, evaluation: Path | None, policy: Policy, prepa
         writer.commit()
     result.split = {
         **writer.counts,
-        "eval_source": "file" if evaluation else ("split" if policy.eval_split > 0 else "none"),
+        "eval_source": "file" if splits["eval"] else ("split" if policy.eval_split > 0 else "none"),
         "fraction": policy.eval_split,
         "seed": policy.seed,
         "method": "seeded hash of the normalised record: equal records share a side",
     }
     return result
+
+
+def _paths(value: Path | Sequence[Path] | None) -> list[Path]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, Path) else list(value)
+
+
+def _validate_split(
+    role: str, paths: list[Path], context: tuple[Policy, PreparedWriter, TrainIndex, bool], result: ValidationResult
+) -> None:
+    """Validate one split's files in order, sharing its format and key tables; raise DataError to refuse."""
+    policy, writer, index, has_eval = context
+    split, reports = SplitState(), []
+    for path in paths:
+        digest = FileDigest(path)
+        validator = FileValidator(path, role, policy, writer, index, has_eval=has_eval, split=split)
+        try:
+            if not (can_shard(path) and validate_in_shards(validator)):
+                validator = FileValidator(path, role, policy, writer, index, has_eval=has_eval, split=split)
+                validator.run()
+        finally:
+            validator.report.sha256 = digest.hexdigest()
+            result.files.append(validator.report)
+            result.char_lengths.extend(validator.lengths)
+            reports.append(validator.report)
+        reason = file_refusal(validator.report)
+        if reason:
+            raise DataError(reason, validator.report.error_lines())
+    reason = refusal(_together(reports), policy)
+    if reason:
+        shown = [line for report in reports for line in report.error_lines()][: policy.max_shown]
+        raise DataError(reason, shown)
 
 
 def _check_split(writer: PreparedWriter, policy: Policy) -> None:

@@ -48,7 +48,7 @@ BAD_INPUTS = [
                  id="json-trailing-comma"),
     pytest.param("sft", "t.jsonl", _sft({"question": "q", "answer": "a"}), ":1 /: unknown format (keys: answer, question)",
                  id="unknown-format"),
-    pytest.param("sft", "t.jsonl", _sft(GOOD_SFT, {"text": "plain"}), ":2 /: format text differs from the file's format",
+    pytest.param("sft", "t.jsonl", _sft(GOOD_SFT, {"text": "plain"}), ":2 /: format text differs from the data's format messages (at ",
                  id="mixed-formats"),
     pytest.param("sft", "t.jsonl", _sft(_messages(("user", "hi"), ("bot", "yo"))), ":1 /messages/1/role: 'bot' is not one of",
                  id="bad-role"),
@@ -93,11 +93,18 @@ def _unreadable(tmp_path: Path) -> Path:
     return path
 
 
+def _empty_directory(tmp_path: Path) -> Path:
+    (tmp_path / "empty" / ".cache").mkdir(parents=True)
+    (tmp_path / "empty" / "README.md").write_text("# a dataset card, no data")
+    return tmp_path / "empty"
+
+
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
         pytest.param(lambda p: p / "missing.jsonl", "does not exist", id="missing-path"),
-        pytest.param(lambda p: p, "is a directory", id="directory"),
+        pytest.param(_empty_directory, "holds no data files (.jsonl, .json, .parquet", id="directory-without-data"),
+        pytest.param(lambda p: p / "shards" / "*.jsonl", "matches no file", id="glob-matching-nothing"),
         pytest.param(_unreadable, "cannot be read", id="unreadable"),
     ],
 )
