@@ -50,6 +50,8 @@ def clean_env(**settings: str) -> dict[str, str]:
     # No exporter unless a test asks for one: parallel tests must not race for a port.
     env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRAIN_LOG_FORMAT": "json",
                 "TRAIN_METRICS_PORT": "0"})  # fmt: skip
+    # DeepSpeed's JIT-compiled CPU ops (CPU Adam, shm comm) are built once per clone, not once per test.
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
     env.update(settings)
     return env
 

@@ -1,5 +1,6 @@
 """DeepSpeed ZeRO-2 and ZeRO-3 for real on CPU: two processes over gloo, SFT and DPO, full and LoRA; a
-ZeRO-3 checkpoint resumes, and the final model loads with from_pretrained."""
+ZeRO-3 checkpoint resumes, and the final model loads with from_pretrained. The GPU configs no other test
+runs (single_gpu, zero3_offload with DeepSpeed's CPU Adam) train here too: every shipped config runs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from jobs.layout import OutputLayout
 from jobs.methods import METHODS
-from tests.helpers import run_entrypoint
+from tests.helpers import ROOT, run_entrypoint
 
 
 def _settings(method: str, zero: str, lora: bool, output: Path, *, model: str, steps: int) -> dict[str, str]:
@@ -52,3 +53,36 @@ def test_a_zero3_checkpoint_resumes(demo_model: str, tmp_path: Path) -> None:
     assert f"resuming from {layout.checkpoint(4)}" in longer.stderr
     assert [entry["step"] for entry in longer.logs() if "loss" in entry and "step" in entry] == [6, 8]
     _loads(tmp_path / "final")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("config", "processes"), [("cpu", "1"), ("single_gpu", "1"), ("multi_gpu", "2"), ("zero3_offload", "2")]
+)
+def test_the_other_configs_train_here_on_cpu(config: str, processes: str, demo_model: str, tmp_path: Path) -> None:
+    """cpu and single_gpu in one process with the trainer's use_cpu; multi_gpu as DDP over gloo;
+    zero3_offload over gloo with the optimizer and parameters offloaded, which compiles DeepSpeed's CPU
+    Adam (once, into TORCH_EXTENSIONS_DIR)."""
+    settings = {
+        **_settings("sft", config, False, tmp_path, model=demo_model, steps=4),
+        "TRAIN_NUM_PROCESSES": processes,
+    }
+    run = run_entrypoint(**settings)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(run.series("loss")) == 2
+    _loads(tmp_path / "final")
+
+
+# Where each shipped accelerate config runs for real.
+CONFIGS_RUN = {
+    "multi_cpu": "tests/jobs/test_launch.py", "multi_node": "tests/jobs/test_topology.py",
+    **{name: __file__ for name in ("cpu", "single_gpu", "multi_gpu", "zero2", "zero3", "zero3_offload")},
+}  # fmt: skip
+
+
+def test_every_shipped_accelerate_config_runs_in_some_test() -> None:
+    shipped = {path.stem for path in (ROOT / "accelerate_configs").glob("*.yaml")}
+    assert set(CONFIGS_RUN) == shipped
+    for name, test in CONFIGS_RUN.items():
+        text = (ROOT / test).read_text() if not Path(test).is_absolute() else Path(test).read_text()
+        assert f'"{name}"' in text, (name, test)
