@@ -135,6 +135,7 @@ class FileValidator:
         if self.shape:
             self.report.format, self.report.adapter = self.shape[0].name, self.shape[1].name if self.shape[1] else None
         self.seen, self.prompts = self.split.seen, self.split.prompts
+        self._shape_keys: set[str] = set()  # the keys of the record that locked the shape
         self.lengths = array("I")
 
     def run(self, records: Iterable[tuple[int, Any]] | None = None) -> FileReport:
@@ -196,6 +197,7 @@ class FileValidator:
             self._reject(line, [("/", f"unknown format (keys: {keys}); see schemas/ or set TRAIN_DATA_FORMAT")])
             return None
         if self.shape is None:
+            self._shape_keys = item.keys() & item.keys()
             self._lock(line, shape)
             if self.report.wrong_kind:
                 return None
@@ -207,9 +209,12 @@ class FileValidator:
         return shape
 
     def _same_shape(self, item: dict[str, Any]) -> bool:
-        """The cheap test for the common case: this record has the shape the file's first record had."""
+        """The cheap test for the common case: this record has the keys of the record that locked the shape
+        (and, for a native format, its first field's type), or fits the shape on its own."""
         assert self.shape is not None
         fmt, adapter = self.shape
+        if item.keys() == self._shape_keys and (adapter or isinstance(item[fmt.fields[0]], list) == fmt.conversational):
+            return adapter is None or adapter.matches(item)
         if adapter is not None:
             return self.policy.data_format == adapter.name or adapter.matches(item)
         return self.policy.data_format == fmt.name or native_format(item) == fmt.name

@@ -37,9 +37,10 @@ with open(sys.argv[1], "rb") as handle:
 VALIDATE = """
 import sys, tempfile
 from pathlib import Path
-from jobs.data.validate import Policy, validate_dataset
+from jobs.data.validate import validate_dataset
+from jobs.preflight import data_policy
 with tempfile.TemporaryDirectory() as out:
-    result = validate_dataset(Path(sys.argv[1]), None, Policy(method="dpo", eval_split=float(sys.argv[2])), Path(out))
+    result = validate_dataset(Path(sys.argv[1]), None, data_policy("dpo", eval_split=float(sys.argv[2])), Path(out))
     assert result.refused is None, result.refused
 """
 # Wraps a snippet: wall time of the snippet alone (imports excluded) and the peak RSS of the process.
