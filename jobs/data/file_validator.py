@@ -17,6 +17,7 @@ import orjson
 
 from jobs.data.adapters import ADAPTERS, Adapter, detect_adapter
 from jobs.data.formats import FORMATS, MESSAGE_KEYS, Format, SchemaChecker, native_format
+from jobs.data.keys import KeyTable, LeakIndex
 from jobs.data.prepared import PreparedWriter
 from jobs.data.readers import FatalReadError, Unparsable, iter_records
 from jobs.data.report import FileReport
@@ -43,27 +44,20 @@ class Policy:
     text_errors: frozenset[str] = frozenset()  # character hygiene kinds that are errors (TRAIN_TEXT_ERRORS)
 
 
-LINE_BITS = 32  # a key table's value: the file's number in its split above, the line below
-
-
 @dataclass
 class SplitState:
-    """What the files of one split (its shards) share: the format the first record locked, and the keys
-    of the records seen so far, so duplicates are found across shards."""
+    """What the files of one split (its shards) share: the format the first record locked, and the key
+    tables of its accepted records (duplicates are found across shards, once the split is read)."""
 
     files: list[str] = field(default_factory=list)
     shape: tuple[Format, Adapter | None] | None = None
     shape_where: str = ""
-    seen: dict[int, int] = field(default_factory=dict)  # exact key -> file number and line (LINE_BITS)
-    prompts: dict[int, int] = field(default_factory=dict)
+    seen: KeyTable = field(default_factory=KeyTable)  # exact digests
+    prompts: KeyTable = field(default_factory=KeyTable)  # the prompts of paired records
+    normalized: KeyTable = field(default_factory=KeyTable)  # training records, when there is evaluation data
 
-
-@dataclass
-class TrainIndex:
-    """Keys of the accepted training records, for the leakage check of evaluation records."""
-
-    exact: dict[int, int] = field(default_factory=dict)  # key -> line in the training file
-    normalized: dict[int, int] = field(default_factory=dict)
+    def tables(self) -> tuple[KeyTable, KeyTable, KeyTable]:
+        return self.seen, self.prompts, self.normalized
 
 
 def prepared_record(record: dict[str, Any], fmt: Format) -> dict[str, Any]:
@@ -116,12 +110,12 @@ class FileValidator:
         role: str,
         policy: Policy,
         writer: PreparedWriter,
-        index: TrainIndex,
+        leak: LeakIndex | None,
         *,
         has_eval: bool,
         split: SplitState | None = None,
     ) -> None:
-        self.path, self.role, self.policy, self.writer, self.index = path, role, policy, writer, index
+        self.path, self.role, self.policy, self.writer, self.leak = path, role, policy, writer, leak
         # Normalised keys cost more than the rest of a record's checks: only computed when there is an eval set.
         self.needs_normalized = has_eval
         self.quiet = False  # shard workers leave the adapter notice to the parent
@@ -129,12 +123,13 @@ class FileValidator:
         self.split = split or SplitState(files=[str(path)])
         if str(path) not in self.split.files:
             self.split.files.append(str(path))
-        self.number = self.split.files.index(str(path)) << LINE_BITS
+        self.number = self.split.files.index(str(path))
+        for table in self.split.tables():
+            table.start_file(self.number)
         self.shape = self.split.shape  # a later shard starts with the format its split locked
         self.checker: SchemaChecker | None = SchemaChecker(self.shape[0].name) if self.shape else None
         if self.shape:
             self.report.format, self.report.adapter = self.shape[0].name, self.shape[1].name if self.shape[1] else None
-        self.seen, self.prompts = self.split.seen, self.split.prompts
         self._shape_keys: set[str] = set()  # the keys of the record that locked the shape
         self.lengths = array("I")
 
@@ -274,9 +269,7 @@ class FileValidator:
             return self._reject(line, errors)
         exact = exact_key(data)
         normalized = normalized_key(prepared, fmt.fields) if self.needs_normalized else 0
-        first = self.seen.setdefault(exact, self.number | line)
-        if first != self.number | line:
-            self.report.add_example(self.report.duplicates, self._repeat(line, first))
+        self.split.seen.add(exact, line)
         self._note_prompt(line, record, fmt)
         if self.role == "eval" and self._leaks(line, exact, normalized):
             return
@@ -285,9 +278,8 @@ class FileValidator:
             if self.role == "eval" or goes_to_eval(normalized, self.policy.eval_split, self.policy.seed)
             else "train"
         )
-        if side == "train" and self.needs_normalized:
-            self.index.exact.setdefault(exact, line)
-            self.index.normalized.setdefault(normalized, line)
+        if self.role == "train" and self.needs_normalized:
+            self.split.normalized.add(normalized, line)
         self.writer.write(side, data)
         self.lengths.append(text_length(record, fmt))
         self.report.valid += 1
@@ -296,27 +288,23 @@ class FileValidator:
         # Paired data only: unpaired preference data repeats each prompt by design.
         prompt = _prompt_part(record, fmt) if "rejected" in fmt.fields else None
         if prompt:
-            first = self.prompts.setdefault(exact_key(orjson.dumps(prompt)), self.number | line)
-            if first != self.number | line:
-                self.report.add_example(self.report.duplicate_prompts, self._repeat(line, first))
-
-    def _repeat(self, line: int, first: int) -> dict[str, Any]:
-        """A repeat at `line` of what was first seen at `first` (file number and line): the first file is
-        named when it is another shard."""
-        where: dict[str, Any] = {"line": line, "first_line": first & ((1 << LINE_BITS) - 1)}
-        if first >> LINE_BITS != self.number >> LINE_BITS:
-            where["first_file"] = self.split.files[first >> LINE_BITS]
-        return where
+            self.split.prompts.add(exact_key(orjson.dumps(prompt)), line)
 
     def _leaks(self, line: int, exact: int, normalized: int) -> bool:
-        kind = "exact" if exact in self.index.exact else "normalized" if normalized in self.index.normalized else None
-        if kind is None:
+        assert self.leak is not None
+        kind, index = "exact", self.leak.exact
+        position = index.find(exact)
+        if position is None and normalized:
+            kind, index = "normalized", self.leak.normalized
+            position = index.find(normalized)
+        if position is None:
             return False
-        train_line = self.index.exact.get(exact) or self.index.normalized[normalized]
-        self.report.add_example(self.report.leakage, {"line": line, "train_line": train_line, "kind": kind})
+        where = index.where(position, self.leak.files)
+        self.report.add_example(self.report.leakage, {"line": line, **where, "kind": kind})
         self.report.leakage[kind] += 1
         what = "equal to" if kind == "exact" else "equal after normalising case and whitespace to"
-        self._reject(line, [("/", f"leaks into training: {what} training record at line {train_line}")])
+        at = f"{where['train_file']}:{where['train_line']}"
+        self._reject(line, [("/", f"leaks into training: {what} the training record at {at}")])
         return True
 
     def absorb(self, shard: FileValidator, offset: int) -> None:
@@ -327,21 +315,8 @@ class FileValidator:
             self.report.format, self.report.adapter = shard.report.format, shard.report.adapter
             self._announce()
         self.report.absorb(shard.report, offset)
-        for key, at in shard.seen.items():  # duplicates across byte ranges (lines relative to the range)
-            first = self.seen.setdefault(key, at + offset)
-            if first != at + offset:
-                self.report.add_example(self.report.duplicates, self._repeat((at & 0xFFFFFFFF) + offset, first))
-        for key, at in shard.prompts.items():
-            first = self.prompts.setdefault(key, at + offset)
-            if first != at + offset:
-                self.report.add_example(self.report.duplicate_prompts, self._repeat((at & 0xFFFFFFFF) + offset, first))
-        if self.role == "train":
-            for mine, theirs in (
-                (self.index.exact, shard.index.exact),
-                (self.index.normalized, shard.index.normalized),
-            ):
-                for key, line in theirs.items():
-                    mine.setdefault(key, line + offset)
+        for mine, theirs in zip(self.split.tables(), shard.split.tables(), strict=True):
+            mine.extend(theirs, offset)
         self.lengths.extend(shard.lengths)
 
 

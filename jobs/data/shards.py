@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.data.file_validator import FileValidator, SplitState, TrainIndex
+from jobs.data.file_validator import FileValidator, SplitState
 from jobs.data.prepared import PreparedWriter
 from jobs.data.readers import LineCounter, base_suffix
 
@@ -75,21 +75,19 @@ def _validate_range(job: tuple[int, int, int]) -> ShardOutcome:
     parent = _PARENT
     assert parent is not None
     directory = parent.writer.directory / f"shard-{number}"
-    # A training shard collects its own keys; an eval shard reads the (inherited) training index.
-    index = parent.index if parent.role == "eval" else TrainIndex()
-    # The split's files and locked format, with key tables of its own (merged by the parent).
+    # The split's files and locked format, with key tables of its own (merged by the parent); an eval shard
+    # looks records up in the (inherited) training index.
     split = SplitState(files=list(parent.split.files), shape=parent.split.shape, shape_where=parent.split.shape_where)
+    writer = PreparedWriter(directory)
     validator = FileValidator(
-        parent.path, parent.role, parent.policy, PreparedWriter(directory), index, has_eval=parent.needs_normalized,
-        split=split,
-    )  # fmt: skip
+        parent.path, parent.role, parent.policy, writer, parent.leak, has_eval=parent.needs_normalized, split=split
+    )
     validator.quiet = True
     counter = LineCounter(parent.path, start, end)
     validator.run(counter)
     validator.writer.close()
     validator.checker = None  # compiled validators do not pickle; the parent needs none
-    if parent.role == "eval":
-        validator.index = TrainIndex()  # not sent back: the parent has it
+    validator.leak = None  # not sent back: the parent has it
     return ShardOutcome(validator=validator, lines=counter.lines, prepared_dir=directory)
 
 

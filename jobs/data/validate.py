@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.data.file_validator import FileValidator, Policy, SplitState, TrainIndex
+from jobs.data.file_validator import FileValidator, Policy, SplitState
+from jobs.data.keys import KeyIndex, KeyTable, LeakIndex
 from jobs.data.prepared import PreparedWriter
 from jobs.data.report import FileReport
 from jobs.data.shards import can_shard, validate_in_shards
@@ -66,6 +67,7 @@ class ValidationResult:
     char_lengths: array[int]
     refused: str | None = None
     problems: list[str] = field(default_factory=list)
+    table_bytes: dict[str, int] = field(default_factory=dict)  # what the key tables hold, for the benchmark
 
 
 def validate_dataset(
@@ -74,13 +76,16 @@ def validate_dataset(
     """Validate the training files (and the eval files), writing the prepared split; never raises for bad
     data. The files of one split are its shards: one format, duplicates found across them."""
     splits = {"train": _paths(train), "eval": _paths(evaluation)}
-    writer, index = PreparedWriter(prepared_dir), TrainIndex()
+    writer = PreparedWriter(prepared_dir)
     result = ValidationResult(files=[], split={}, char_lengths=array("I"))
     has_eval = bool(splits["eval"]) or policy.eval_split > 0
+    leak: LeakIndex | None = None
     try:
         for role, paths in splits.items():
             if paths:
-                _validate_split(role, paths, (policy, writer, index, has_eval), result)
+                state = _validate_split(role, paths, (policy, writer, leak, has_eval), result)
+                if role == "train" and splits["eval"]:
+                    leak = LeakIndex(KeyIndex(state.seen), KeyIndex(state.normalized), state.files)
         _check_split(writer, policy)
     except DataError as error:
         writer.discard()
@@ -104,17 +109,20 @@ def _paths(value: Path | Sequence[Path] | None) -> list[Path]:
 
 
 def _validate_split(
-    role: str, paths: list[Path], context: tuple[Policy, PreparedWriter, TrainIndex, bool], result: ValidationResult
-) -> None:
+    role: str,
+    paths: list[Path],
+    context: tuple[Policy, PreparedWriter, LeakIndex | None, bool],
+    result: ValidationResult,
+) -> SplitState:
     """Validate one split's files in order, sharing its format and key tables; raise DataError to refuse."""
-    policy, writer, index, has_eval = context
+    policy, writer, leak, has_eval = context
     split, reports = SplitState(), []
     for path in paths:
         digest = FileDigest(path)
-        validator = FileValidator(path, role, policy, writer, index, has_eval=has_eval, split=split)
+        validator = FileValidator(path, role, policy, writer, leak, has_eval=has_eval, split=split)
         try:
             if not (can_shard(path) and validate_in_shards(validator)):
-                validator = FileValidator(path, role, policy, writer, index, has_eval=has_eval, split=split)
+                validator = FileValidator(path, role, policy, writer, leak, has_eval=has_eval, split=split)
                 validator.run()
         finally:
             validator.report.sha256 = digest.hexdigest()
@@ -124,10 +132,29 @@ def _validate_split(
         reason = file_refusal(validator.report)
         if reason:
             raise DataError(reason, validator.report.error_lines())
+    for name, table in zip(("exact_keys", "prompt_keys", "normalized_keys"), split.tables(), strict=True):
+        result.table_bytes[name] = result.table_bytes.get(name, 0) + table.nbytes
+    result.table_bytes["lengths"] = result.char_lengths.itemsize * len(result.char_lengths)
+    _report_repeats(split.seen, reports, "duplicates", split.files)
+    _report_repeats(split.prompts, reports, "duplicate_prompts", split.files)
     reason = refusal(_together(reports), policy)
     if reason:
         shown = [line for report in reports for line in report.error_lines()][: policy.max_shown]
         raise DataError(reason, shown)
+    return split
+
+
+def _report_repeats(table: KeyTable, reports: list[FileReport], name: str, files: list[str]) -> None:
+    """Each file's count of records repeating an earlier one, and the split's first examples."""
+    counts, examples = table.repeats()
+    for number, count in counts.items():
+        getattr(reports[number], name)["count"] += count
+    for position, first in examples:
+        number, first_number = table.file_at(position), table.file_at(first)
+        example: dict[str, Any] = {"line": table.lines[position], "first_line": table.lines[first]}
+        if first_number != number:
+            example["first_file"] = files[first_number]
+        getattr(reports[number], name)["examples"].append(example)
 
 
 def _check_split(writer: PreparedWriter, policy: Policy) -> None:

@@ -6,8 +6,9 @@ Inputs: DPO files of 20k and 200k records (prompt/chosen/rejected, texts from th
 ~3 KB a record), generated once under .cache/bench/. Each measurement runs in a fresh process and is
 the best of 3. Reported (goals from the data-contract issue):
   - marginal cost per record, (t_200k - t_20k) / 180k, against parse-only: goal <= 2x
-  - the whole 200k run against parse-only: goal <= 4x
-  - peak RSS of validation: goal < 1 GB and flat in the file size
+  - the whole 200k run against parse-only: goal <= 3x
+  - peak RSS growth per record (200k against 20k), all key tables and length statistics together: goal
+    <= 100 bytes; and what each table holds per record
 Results are printed and written to output/bench/validation.json. Timings are never asserted in tests.
 """
 
@@ -42,6 +43,7 @@ from jobs.preflight import data_policy
 with tempfile.TemporaryDirectory() as out:
     result = validate_dataset(Path(sys.argv[1]), None, data_policy("dpo", eval_split=float(sys.argv[2])), Path(out))
     assert result.refused is None, result.refused
+print("tables", *(f"{k}={v}" for k, v in result.table_bytes.items()))
 """
 # Wraps a snippet: wall time of the snippet alone (imports excluded) and the peak RSS of the process.
 HARNESS = """
@@ -72,15 +74,20 @@ def dataset(n: int) -> Path:
     return path
 
 
-def measure(snippet: str, *args: str) -> tuple[float, int]:
-    """Best-of-REPEATS wall seconds of the snippet and the peak RSS bytes, each in a fresh process."""
+def measure(snippet: str, *args: str) -> tuple[float, int, dict[str, int]]:
+    """Best-of-REPEATS wall seconds of the snippet, the peak RSS bytes, each in a fresh process, and what
+    the snippet reported on a `tables k=v ...` line (the validation's key-table bytes)."""
     code = HARNESS.format(body=textwrap.dedent(snippet))
     runs = []
+    tables: dict[str, int] = {}
     for _ in range(REPEATS):
         out = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, check=True)
         seconds, rss = out.stdout.split()[-2:]
         runs.append((float(seconds), int(rss)))
-    return min(r[0] for r in runs), max(r[1] for r in runs)
+        for line in out.stdout.splitlines():
+            if line.startswith("tables "):
+                tables = {k: int(v) for k, v in (item.split("=") for item in line.split()[1:])}
+    return min(r[0] for r in runs), max(r[1] for r in runs), tables
 
 
 def main() -> None:
@@ -102,6 +109,9 @@ def main() -> None:
             "marginal_ratio": round(marginal_ours / marginal_parse, 2),
             "whole_run_ratio_200k": round(ours[large][0] / parse[large][0], 2),
             "validate_peak_rss_mib": {n: round(ours[n][1] / 2**20) for n in SIZES},
+            # Goal: at most 100 bytes a record beyond a fixed base, key tables and lengths together.
+            "peak_rss_growth_bytes_per_record": round((ours[large][1] - ours[small][1]) / (large - small)),
+            "table_bytes_per_record": {name: round(size / large, 1) for name, size in ours[large][2].items()},
         }
     publish("validation", results)
 
