@@ -152,7 +152,7 @@ def check_disk_room(config: JobConfig) -> None:
         )
 
 
-def _check_readable(path: Path, model_path: str) -> None:
+def _check_model_files_readable(path: Path, model_path: str) -> None:
     """Every file of the model must be readable by this process: a directory written by another user (an
     initializer running as root, safetensors' 0600 weights) fails here, not halfway through loading."""
     unreadable = [p for p in sorted(path.iterdir()) if p.is_file() and not os.access(p, os.R_OK)]
@@ -179,7 +179,7 @@ def check_model_dir(model_path: str | None) -> None:
         raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path} has no config.json; is it a model directory?")
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={model_path} holds no weights ({', '.join(WEIGHT_FILES)})")
-    _check_readable(path, model_path)
+    _check_model_files_readable(path, model_path)
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise EnvironmentProblem(
             f"TRAIN_MODEL_NAME_OR_PATH={model_path} has no tokenizer ({', '.join(TOKENIZER_FILES)}); copy the base "

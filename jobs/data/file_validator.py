@@ -51,10 +51,12 @@ class SplitState:
 
     files: list[str] = field(default_factory=list)
     shape: tuple[Format, Adapter | None] | None = None
-    shape_where: str = ""
+    shape_file: str = ""  # where the shape was locked
+    shape_line: int = 0
+    keeps_normalized: bool = False  # a training split with evaluation files to check for leakage
     seen: KeyTable = field(default_factory=KeyTable)  # exact digests
     prompts: KeyTable = field(default_factory=KeyTable)  # the prompts of paired records
-    normalized: KeyTable = field(default_factory=KeyTable)  # training records, when there is evaluation data
+    normalized: KeyTable = field(default_factory=KeyTable)  # the normalised digests, when kept
 
     def tables(self) -> tuple[KeyTable, KeyTable, KeyTable]:
         return self.seen, self.prompts, self.normalized
@@ -129,7 +131,7 @@ class FileValidator:
         self.shape = self.split.shape  # a later shard starts with the format its split locked
         self.checker: SchemaChecker | None = SchemaChecker(self.shape[0].name) if self.shape else None
         if self.shape:
-            self.report.format, self.report.adapter = self.shape[0].name, self.shape[1].name if self.shape[1] else None
+            self._note_shape(self.shape)
         self._shape_keys: set[str] = set()  # the keys of the record that locked the shape
         self.lengths = array("I")
 
@@ -192,33 +194,37 @@ class FileValidator:
             self._reject(line, [("/", f"unknown format (keys: {keys}); see schemas/ or set TRAIN_DATA_FORMAT")])
             return None
         if self.shape is None:
-            self._shape_keys = item.keys() & item.keys()
+            self._shape_keys = set(item)
             self._lock(line, shape)
             if self.report.wrong_kind:
                 return None
         elif shape != self.shape:
             name, locked = _shape_name(shape), _shape_name(self.shape)
             self._reject(line, [("/", f"format {name} differs from the data's format {locked} (at "
-                                      f"{self.split.shape_where}); one dataset holds one format")])  # fmt: skip
+                                      f"{self.split.shape_file}:{self.split.shape_line}); one dataset holds one "
+                                      "format")])  # fmt: skip
             return None
         return shape
 
     def _same_shape(self, item: dict[str, Any]) -> bool:
-        """The cheap test for the common case: this record has the keys of the record that locked the shape
-        (and, for a native format, its first field's type), or fits the shape on its own."""
+        """The cheap test for the common case: this record fits the adapter, or has the keys and first field
+        type of the native record that locked the shape, or fits that format on its own."""
         assert self.shape is not None
         fmt, adapter = self.shape
-        if item.keys() == self._shape_keys and (adapter or isinstance(item[fmt.fields[0]], list) == fmt.conversational):
-            return adapter is None or adapter.matches(item)
         if adapter is not None:
             return self.policy.data_format == adapter.name or adapter.matches(item)
+        if item.keys() == self._shape_keys and isinstance(item[fmt.fields[0]], list) == fmt.conversational:
+            return True
         return self.policy.data_format == fmt.name or native_format(item) == fmt.name
 
+    def _note_shape(self, shape: tuple[Format, Adapter | None]) -> None:
+        self.report.format, self.report.adapter = shape[0].name, shape[1].name if shape[1] else None
+
     def _lock(self, line: int, shape: tuple[Format, Adapter | None]) -> None:
-        fmt, adapter = shape
+        fmt = shape[0]
         self.shape = self.split.shape = shape
-        self.split.shape_where = f"{self.path}:{line}"
-        self.report.format, self.report.adapter = fmt.name, adapter.name if adapter else None
+        self.split.shape_file, self.split.shape_line = str(self.path), line
+        self._note_shape(shape)
         if fmt.kind not in self.policy.dataset_kinds:
             self.report.wrong_kind = self._wrong_kind(line, shape)
             return
@@ -278,7 +284,7 @@ class FileValidator:
             if self.role == "eval" or goes_to_eval(normalized, self.policy.eval_split, self.policy.seed)
             else "train"
         )
-        if self.role == "train" and self.needs_normalized:
+        if self.split.keeps_normalized:
             self.split.normalized.add(normalized, line)
         self.writer.write(side, data)
         self.lengths.append(text_length(record, fmt))
@@ -311,8 +317,8 @@ class FileValidator:
         """Merge a shard's findings (lines relative to its range) into this file's, `offset` lines on."""
         if self.shape is None and shard.shape is not None:
             self.shape = self.split.shape = shard.shape
-            self.split.shape_where = f"{self.path}:{int(shard.split.shape_where.rsplit(':', 1)[1]) + offset}"
-            self.report.format, self.report.adapter = shard.report.format, shard.report.adapter
+            self.split.shape_file, self.split.shape_line = str(self.path), shard.split.shape_line + offset
+            self._note_shape(shard.shape)
             self._announce()
         self.report.absorb(shard.report, offset)
         for mine, theirs in zip(self.split.tables(), shard.split.tables(), strict=True):

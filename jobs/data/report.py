@@ -70,13 +70,11 @@ class FileReport:
             bucket = self.warnings.setdefault(message, {"count": 0, "examples": []})
             bucket["count"] += entry["count"]
             bucket["examples"] = (bucket["examples"] + shifted(entry["examples"], offset))[:EXAMPLES_PER_WARNING]
-        for name in ("duplicates", "duplicate_prompts", "leakage"):
-            bucket, theirs = getattr(self, name), getattr(other, name)
-            for key, value in theirs.items():
-                if key == "examples":
-                    bucket[key] = (bucket[key] + shifted(value, offset))[:EXAMPLES_PER_WARNING]
-                else:
-                    bucket[key] += value
+        for key, value in other.leakage.items():  # repeats are counted once the whole split is read
+            if key == "examples":
+                self.leakage[key] = (self.leakage[key] + shifted(value, offset))[:EXAMPLES_PER_WARNING]
+            else:
+                self.leakage[key] += value
 
 
 def shifted(entries: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:

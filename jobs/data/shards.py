@@ -15,11 +15,12 @@ import itertools
 import multiprocessing
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from jobs.data.file_validator import FileValidator, SplitState
+from jobs.data.file_validator import FileValidator
+from jobs.data.keys import KeyTable
 from jobs.data.prepared import PreparedWriter
 from jobs.data.readers import LineCounter, base_suffix
 
@@ -77,7 +78,8 @@ def _validate_range(job: tuple[int, int, int]) -> ShardOutcome:
     directory = parent.writer.directory / f"shard-{number}"
     # The split's files and locked format, with key tables of its own (merged by the parent); an eval shard
     # looks records up in the (inherited) training index.
-    split = SplitState(files=list(parent.split.files), shape=parent.split.shape, shape_where=parent.split.shape_where)
+    split = replace(parent.split, files=list(parent.split.files), seen=KeyTable(), prompts=KeyTable(),
+                    normalized=KeyTable())  # fmt: skip
     writer = PreparedWriter(directory)
     validator = FileValidator(
         parent.path, parent.role, parent.policy, writer, parent.leak, has_eval=parent.needs_normalized, split=split

@@ -83,7 +83,8 @@ def validate_dataset(
     try:
         for role, paths in splits.items():
             if paths:
-                state = _validate_split(role, paths, (policy, writer, leak, has_eval), result)
+                split = SplitState(keeps_normalized=role == "train" and bool(splits["eval"]))
+                state = _validate_split(role, paths, (policy, writer, leak, has_eval), split, result)
                 if role == "train" and splits["eval"]:
                     leak = LeakIndex(KeyIndex(state.seen), KeyIndex(state.normalized), state.files)
         _check_split(writer, policy)
@@ -112,11 +113,12 @@ def _validate_split(
     role: str,
     paths: list[Path],
     context: tuple[Policy, PreparedWriter, LeakIndex | None, bool],
+    split: SplitState,
     result: ValidationResult,
 ) -> SplitState:
     """Validate one split's files in order, sharing its format and key tables; raise DataError to refuse."""
     policy, writer, leak, has_eval = context
-    split, reports = SplitState(), []
+    reports: list[FileReport] = []
     for path in paths:
         digest = FileDigest(path)
         validator = FileValidator(path, role, policy, writer, leak, has_eval=has_eval, split=split)
