@@ -25,7 +25,7 @@ from typing import Any, Literal
 from jobs.catalog import FieldSpec, describe_dataclass, load_catalog
 from jobs.data.adapters import ADAPTERS
 from jobs.data.formats import FORMATS
-from jobs.data.semantics import TEXT_CHECKS
+from jobs.data.hygiene import TEXT_CHECKS
 from jobs.errors import ConfigError
 from jobs.layout import OutputLayout
 from jobs.methods import METHODS

@@ -17,14 +17,17 @@ import orjson
 
 from jobs.data.adapters import ADAPTERS, Adapter, detect_adapter
 from jobs.data.formats import FORMATS, MESSAGE_KEYS, Format, SchemaChecker, native_format
+from jobs.data.hygiene import hygiene, screen
 from jobs.data.keys import KeyTable, LeakIndex
 from jobs.data.prepared import PreparedWriter
 from jobs.data.readers import FatalReadError, Unparsable, iter_records
 from jobs.data.report import FileReport
-from jobs.data.semantics import Finding, check_record, hygiene, message_text
+from jobs.data.semantics import Finding, check_record, message_text
 from jobs.data.split import canonical, exact_key, goes_to_eval, normalized_key
 
 logger = logging.getLogger(__name__)
+
+SCREEN_BATCH = 128  # records screened for character hygiene at once: numpy's per-call cost spread thin, in cache
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,13 @@ def _flat_content(content: Any) -> Any:
     return content
 
 
-def _prompt_part(record: dict[str, Any], fmt: Format) -> Any:
+def prompt_part(record: dict[str, Any], fmt: Format) -> Any:
+    """The record's prompt: its prompt field, or a conversation before its last turn; None without one."""
     if "prompt" in fmt.fields:
         return record["prompt"]
-    return record["chosen"][:-1] if fmt.conversational else None
+    if fmt.conversational and len(record[fmt.fields[0]]) > 1:
+        return record[fmt.fields[0]][:-1]  # messages, or the shared history of an implicit-prompt pair
+    return None
 
 
 def text_length(record: dict[str, Any], fmt: Format) -> int:
@@ -114,15 +120,15 @@ class FileValidator:
         writer: PreparedWriter,
         leak: LeakIndex | None,
         *,
-        has_eval: bool,
         split: SplitState | None = None,
     ) -> None:
         self.path, self.role, self.policy, self.writer, self.leak = path, role, policy, writer, leak
-        # Normalised keys cost more than the rest of a record's checks: only computed when there is an eval set.
-        self.needs_normalized = has_eval
         self.quiet = False  # shard workers leave the adapter notice to the parent
         self.report = FileReport(path=str(path), role=role, max_shown=policy.max_shown)
         self.split = split or SplitState(files=[str(path)])
+        # Normalised keys cost more than the rest of a record's checks: a whole record's only for the leakage
+        # check against evaluation files, a prompt's only for a split or paired data (duplicate prompts).
+        self.needs_normalized = self.split.keeps_normalized or leak is not None
         if str(path) not in self.split.files:
             self.split.files.append(str(path))
         self.number = self.split.files.index(str(path))
@@ -134,6 +140,8 @@ class FileValidator:
             self._note_shape(self.shape)
         self._shape_keys: set[str] = set()  # the keys of the record that locked the shape
         self.lengths = array("I")
+        # Accepted records waiting for their batch's hygiene screen: (line, record, prepared, its JSON, format).
+        self._pending: list[tuple[int, dict[str, Any], dict[str, Any], bytes, Format]] = []
 
     def run(self, records: Iterable[tuple[int, Any]] | None = None) -> FileReport:
         for line, item in records if records is not None else iter_records(self.path):
@@ -143,6 +151,7 @@ class FileValidator:
             self.report.records += 1
             if self.report.wrong_kind is None:  # data of the wrong kind is only counted, for the refusal
                 self._process(line, item)
+        self._flush()
         return self.report
 
     def _process(self, line: int, item: Any) -> None:
@@ -251,6 +260,8 @@ class FileValidator:
             )  # fmt: skip
 
     def _reject(self, line: int, problems: list[tuple[str, str]], converted: bool = False) -> None:
+        if self._pending:
+            self._flush()  # the queued, earlier records first: errors and drops stay in line order
         self.report.invalid_records += 1
         note = f" (in the record converted by the {self.report.adapter} adapter)" if converted else ""
         for path, message in problems:
@@ -266,35 +277,48 @@ class FileValidator:
                 self.report.add_warning(line, finding.path, finding.message)
 
     def _accept(self, line: int, record: dict[str, Any], fmt: Format) -> None:
+        """Queue a record that passed its checks; the queue's character hygiene is screened in one batch."""
         prepared = prepared_record(record, fmt)
-        data = canonical(prepared)
-        findings = hygiene(record, fmt, data, self.policy.text_errors)
-        self._warn(line, findings)
-        errors = [(f.path, f"{f.message} (an error under TRAIN_TEXT_ERRORS)") for f in findings if not f.warning]
-        if errors:
-            return self._reject(line, errors)
+        self._pending.append((line, record, prepared, canonical(prepared, nested=fmt.conversational), fmt))
+        if len(self._pending) >= SCREEN_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Finish the queued records, in order: their hygiene, then keys, leakage, side and write."""
+        pending, self._pending = self._pending, []
+        for screened, (line, record, prepared, data, fmt) in zip(screen([p[3] for p in pending]), pending, strict=True):
+            findings = hygiene(record, fmt, screened, self.policy.text_errors)
+            self._warn(line, findings)
+            errors = [(f.path, f"{f.message} (an error under TRAIN_TEXT_ERRORS)") for f in findings if not f.warning]
+            if errors:
+                self._reject(line, errors)
+            else:
+                self._keep(line, record, prepared, data, fmt)
+
+    def _keep(self, line: int, record: dict[str, Any], prepared: dict[str, Any], data: bytes, fmt: Format) -> None:
         exact = exact_key(data)
-        normalized = normalized_key(prepared, fmt.fields) if self.needs_normalized else 0
+        normalized = normalized_key(prepared[name] for name in fmt.fields) if self.needs_normalized else 0
         self.split.seen.add(exact, line)
-        self._note_prompt(line, record, fmt)
         if self.role == "eval" and self._leaks(line, exact, normalized):
             return
-        side = (
-            "eval"
-            if self.role == "eval" or goes_to_eval(normalized, self.policy.eval_split, self.policy.seed)
-            else "train"
-        )
+        side = "eval" if self.role == "eval" or self._held_out(line, prepared, fmt) else "train"
         if self.split.keeps_normalized:
             self.split.normalized.add(normalized, line)
         self.writer.write(side, data)
         self.lengths.append(text_length(record, fmt))
         self.report.valid += 1
 
-    def _note_prompt(self, line: int, record: dict[str, Any], fmt: Format) -> None:
-        # Paired data only: unpaired preference data repeats each prompt by design.
-        prompt = _prompt_part(record, fmt) if "rejected" in fmt.fields else None
-        if prompt:
-            self.split.prompts.add(exact_key(orjson.dumps(prompt)), line)
+    def _held_out(self, line: int, prepared: dict[str, Any], fmt: Format) -> bool:
+        """Notes a paired record's prompt (unpaired data repeats each prompt by design) and draws the record's
+        side from its prompt (the whole record without one), so that records sharing a prompt share a side."""
+        prompt = prompt_part(prepared, fmt)
+        paired = prompt is not None and "rejected" in fmt.fields
+        if not (paired or self.policy.eval_split > 0):
+            return False
+        key = normalized_key((prompt,) if prompt is not None else (prepared[name] for name in fmt.fields))
+        if paired:
+            self.split.prompts.add(key, line)
+        return goes_to_eval(key, self.policy.eval_split, self.policy.seed)
 
     def _leaks(self, line: int, exact: int, normalized: int) -> bool:
         assert self.leak is not None

@@ -96,7 +96,7 @@ class LineCounter:
                 position += len(raw_line)
                 self.lines += 1
                 line = raw_line.removeprefix(BOM) if position == len(raw_line) else raw_line
-                if not line.strip():
+                if line.isspace() or not line:  # no stripped copy of every line
                     continue
                 try:
                     yield self.lines, orjson.loads(line)

@@ -113,7 +113,7 @@ def summary_lines(
             lines.append(f"  warning: {message}: {entry['count']} record(s) ({_where(entry)})")
         for name, bucket in (
             ("exact duplicate records", report.duplicates),
-            ("duplicate prompts", report.duplicate_prompts),
+            ("duplicate prompts (up to case and whitespace)", report.duplicate_prompts),
         ):
             if bucket["count"]:
                 lines.append(f"  {name}: {bucket['count']} ({_where(bucket)})")

@@ -3,45 +3,18 @@
 Errors make a record invalid: empty or whitespace-only text, chosen equal to rejected, implicit-prompt
 pairs whose histories differ before the last turn, conversations with no assistant turn or with roles
 out of order (system not first, not starting with a user turn, a tool turn without a tool call, a reply
-not starting with assistant). Warnings are reported and kept: consecutive turns of one role, and the
-character hygiene of the text (`hygiene`), each kind of which TRAIN_TEXT_ERRORS can make an error.
+not starting with assistant). Warnings are reported and kept: consecutive turns of one role, message keys
+outside the schema, tool calls to functions not offered. Character hygiene: jobs/data/hygiene.py.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from jobs.data.formats import MESSAGE_KEYS, Format, is_tool_list
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")
-_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
-# Invisible characters splitting a word. ZWNJ and ZWJ shape Persian, Indic and emoji text, so they count
-# only between Latin letters, where they have no use.
-_ZERO_WIDTH = re.compile(r"(?<=\w)[\u200b\u2060\ufeff](?=\w)|(?<=[A-Za-z])[\u200c\u200d](?=[A-Za-z])")
-# A UTF-8 lead byte read as Latin-1/cp1252 (Ã, â, ð ...) followed by continuation bytes read the same way.
-_CP1252_HIGH = (  # the characters cp1252 puts at bytes 0x80-0x9f
-    "\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013\u2014\u2018-\u201a\u201c-\u201e"
-    "\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
-)
-_MOJIBAKE = re.compile(f"[\u00c2-\u00f4][\u0080-\u00bf{_CP1252_HIGH}]+")
-
-# The character hygiene checks: (kind, what it matches, the warning). TRAIN_TEXT_ERRORS names the kinds
-# that are errors instead.
-TEXT_CHECKS = {
-    "control": "control characters (often mis-decoded text)",
-    "private_use": "private-use characters (meaningless outside one font)",
-    "replacement": "U+FFFD replacement characters: the text was decoded with the wrong codec upstream and the "
-    "original characters are lost",
-    "bidi": "bidirectional control characters (U+202A-U+202E, U+2066-U+2069): the text displays differently "
-    "from what the model reads",
-    "zero_width": "zero-width characters inside words: invisible, they split words into odd tokens",
-    "mojibake": "mojibake: UTF-8 text decoded as Latin-1/cp1252 (such as 'Ã©' for 'é', 'â€™' for '’')",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +83,7 @@ def _conversation(messages: list[dict[str, Any]], path: str, part: str) -> list[
     return findings
 
 
-def _texts(record: dict[str, Any], fmt: Format) -> list[tuple[str, str]]:
+def texts(record: dict[str, Any], fmt: Format) -> list[tuple[str, str]]:
     if not fmt.conversational:
         return [(f"/{name}", record[name]) for name in fmt.fields if isinstance(record[name], str)]
     return [
@@ -131,7 +104,11 @@ def _core(text: str) -> str:
 
 
 def _plain(record: dict[str, Any], fmt: Format) -> list[Finding]:
-    return [Finding(path, "empty or whitespace-only text") for path, text in _texts(record, fmt) if _blank(text)]
+    return [
+        Finding(f"/{name}", "empty or whitespace-only text")
+        for name in fmt.fields
+        if isinstance(text := record[name], str) and _blank(text)
+    ]
 
 
 def _part(name: str, fmt: Format) -> str:
@@ -182,80 +159,6 @@ def _implicit_pair(chosen: list[dict[str, Any]], rejected: list[dict[str, Any]])
     return []
 
 
-# Cheap byte-level prefilter on the record's canonical JSON, so the per-text scan runs on few records.
-# orjson escapes C0 controls as \u00XX, or \b \f \n \r \t (only \b and \f are suspects), and writes every
-# other character as raw UTF-8. The other suspects are looked for in the record's bytes with printable ASCII
-# deleted (a C-speed translate, leaving a few bytes for most text): a UTF-8 sequence has no ASCII byte
-# inside, so DEL, C1 controls, private use, U+FFFD, the bidi and zero-width characters match there as they
-# would in the whole. Mojibake spans two characters, so it is looked for in the whole, and only when the
-# Latin-1 reading of a UTF-8 lead byte (U+00C2-U+00F4: bytes C3 82-B4) is there at all.
-_ESCAPED_CONTROL = re.compile(rb"\\(?:u00|[bf])")  # one pass: three `in` tests cost twice as much
-_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
-_SUSPECT_BYTES = re.compile(
-    rb"\x7f|\xc2[\x80-\x9f]|\xee|\xef[\x80-\xa3]|\xef\xbf\xbd|\xef\xbb\xbf"
-    rb"|\xe2\x80[\x8b-\x8d\xaa-\xae]|\xe2\x81[\xa0\xa6-\xa9]"
-)
-_MOJIBAKE_BYTES = re.compile(
-    rb"\xc3[\x82-\xb4](?:\xc2[\x80-\xbf]|\xe2[\x80-\x84]|\xc5[\x92-\xbe]|\xc6\x92|\xcb[\x86\x9c])"
-)
-
-
-def _suspect(canonical_json: bytes) -> bool:
-    if _ESCAPED_CONTROL.search(canonical_json):
-        return True
-    if canonical_json.isascii():
-        return b"\x7f" in canonical_json
-    rest = canonical_json.translate(None, _PRINTABLE_ASCII)
-    if _SUSPECT_BYTES.search(rest):
-        return True
-    return b"\xc3" in rest and _MOJIBAKE_BYTES.search(canonical_json) is not None
-
-
-def _is_mojibake(text: str) -> bool:
-    """A run that encodes back (cp1252 or Latin-1) to one whole UTF-8 character other than itself."""
-    for match in _MOJIBAKE.finditer(text):
-        run = match.group()
-        size = 2 if run[0] < "\u00e0" else 3 if run[0] < "\u00f0" else 4  # from the UTF-8 lead byte
-        for codec in ("cp1252", "latin-1"):
-            try:
-                if len(run) >= size and run[:size].encode(codec).decode("utf-8"):
-                    return True
-            except (UnicodeEncodeError, UnicodeDecodeError):
-                continue
-    return False
-
-
-def _text_kinds(text: str) -> list[str]:
-    kinds = []
-    if _CONTROL.search(text):
-        kinds.append("control")
-    if _PRIVATE_USE.search(text):
-        kinds.append("private_use")
-    if "\ufffd" in text:
-        kinds.append("replacement")
-    if _BIDI.search(text):
-        kinds.append("bidi")
-    if _ZERO_WIDTH.search(text):
-        kinds.append("zero_width")
-    if _is_mojibake(text):
-        kinds.append("mojibake")
-    return kinds
-
-
-def hygiene(
-    record: dict[str, Any], fmt: Format, canonical_json: bytes, errors: frozenset[str] = frozenset()
-) -> list[Finding]:
-    """Character hygiene findings, with the path of each text that has them: warnings, or errors for the
-    kinds in `errors` (TRAIN_TEXT_ERRORS)."""
-    if not _suspect(canonical_json):
-        return []
-    return [
-        Finding(path, TEXT_CHECKS[kind], warning=kind not in errors)
-        for path, text in _texts(record, fmt)
-        for kind in _text_kinds(text)
-    ]
-
-
 def _tools(record: dict[str, Any], fmt: Format) -> list[Finding]:
     """The `tools` column: JSON text must hold a list of function schemas (a list is checked by the schema);
     a tool call naming no offered function is a warning."""
@@ -280,7 +183,7 @@ def _tools(record: dict[str, Any], fmt: Format) -> list[Finding]:
 
 
 def check_record(record: dict[str, Any], fmt: Format) -> list[Finding]:
-    """Semantic findings for a schema-valid record of format `fmt` (character hygiene: `hygiene`)."""
+    """Semantic findings for a schema-valid record of format `fmt` (character hygiene: jobs/data/hygiene.py)."""
     if fmt.name == "conversational_implicit_preference":
         # Differing histories explain any other oddity of the pair (e.g. a turn marker lost in one side).
         pair = _implicit_pair(record["chosen"], record["rejected"])

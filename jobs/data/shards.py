@@ -81,9 +81,7 @@ def _validate_range(job: tuple[int, int, int]) -> ShardOutcome:
     split = replace(parent.split, files=list(parent.split.files), seen=KeyTable(), prompts=KeyTable(),
                     normalized=KeyTable())  # fmt: skip
     writer = PreparedWriter(directory)
-    validator = FileValidator(
-        parent.path, parent.role, parent.policy, writer, parent.leak, has_eval=parent.needs_normalized, split=split
-    )
+    validator = FileValidator(parent.path, parent.role, parent.policy, writer, parent.leak, split=split)
     validator.quiet = True
     counter = LineCounter(parent.path, start, end)
     validator.run(counter)
@@ -103,18 +101,21 @@ def validate_in_shards(parent: FileValidator) -> bool:
             outcomes = pool.map(_validate_range, [(i, s, e) for i, (s, e) in enumerate(ranges)])
     finally:
         _PARENT = None
+    directories = [outcome.prepared_dir for outcome in outcomes]
     try:
         if len({_shape_key(o.validator) for o in outcomes if o.validator.shape is not None}) > 1:
             return False
         offset = 0
-        for outcome in outcomes:
+        outcomes.reverse()
+        while outcomes:  # each shard's key tables are freed once merged: the parent never holds them twice
+            outcome = outcomes.pop()
             parent.absorb(outcome.validator, offset)
             parent.writer.append_files(outcome.validator.writer)
             offset += outcome.lines
         return True
     finally:
-        for outcome in outcomes:
-            shutil.rmtree(outcome.prepared_dir, ignore_errors=True)
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _shape_key(validator: FileValidator) -> tuple[str, str | None]:

@@ -1,13 +1,15 @@
 """One seeded split, and the keys that find duplicates and train/eval leakage.
 
-Each record's side is decided by a seeded hash of its normalised content (case folded, whitespace
-removed). Records that are equal after normalisation therefore always land on the same side, so the
-split cannot leak, and it is reproducible from the seed without holding the file in memory. The eval
-fraction is met in expectation (binomial spread: ±3 % of 1,000 records at 10 %).
+Each record's side is decided by a seeded hash of its normalised prompt (case folded, whitespace
+removed; the whole record when it has no prompt). Records sharing a prompt, and so records equal after
+normalisation, always land on the same side: no prompt is both trained on and evaluated, and the split
+is reproducible from the seed without holding the file in memory. The eval fraction is met in
+expectation (binomial spread: ±3 % of 1,000 groups at 10 %).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -18,25 +20,27 @@ _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuv
 _HASH_RANGE = float(1 << 64)
 
 
-def canonical(record: dict[str, Any]) -> bytes:
-    """The record as sorted-key JSON: equal records give equal bytes whatever their key order."""
-    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+def canonical(record: dict[str, Any], *, nested: bool = True) -> bytes:
+    """The record as JSON that is equal for equal records whatever their key order. A prepared record's own
+    keys are already in its format's order, so only `nested` data (the dicts inside conversations, such as
+    tool calls) needs its keys sorted."""
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS) if nested else orjson.dumps(record)
 
 
 def exact_key(data: bytes) -> int:
     return xxhash.xxh3_128_intdigest(data)
 
 
-def normalized_key(record: dict[str, Any], fields: tuple[str, ...]) -> int:
-    """Equal for records whose texts differ only in case (ASCII) or whitespace.
+def normalized_key(values: Iterable[Any]) -> int:
+    """Equal for values (a record's fields, or its prompt) whose texts differ only in case (ASCII) or
+    whitespace.
 
     Built from the texts themselves, not from the JSON (where a newline is the two bytes `\\n`), so one
     C-speed translate per text does the normalising. A conversation contributes each turn's role and
     content; any other value (an unpaired preference label) its JSON.
     """
     digest = xxhash.xxh3_128()
-    for name in fields:
-        value = record[name]
+    for value in values:
         turns = ((m["role"], m["content"]) for m in value) if isinstance(value, list) else (("", value),)
         for role, text in turns:
             digest.update(b"\x1e%s\x1f" % role.encode())

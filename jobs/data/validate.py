@@ -78,13 +78,12 @@ def validate_dataset(
     splits = {"train": _paths(train), "eval": _paths(evaluation)}
     writer = PreparedWriter(prepared_dir)
     result = ValidationResult(files=[], split={}, char_lengths=array("I"))
-    has_eval = bool(splits["eval"]) or policy.eval_split > 0
     leak: LeakIndex | None = None
     try:
         for role, paths in splits.items():
             if paths:
                 split = SplitState(keeps_normalized=role == "train" and bool(splits["eval"]))
-                state = _validate_split(role, paths, (policy, writer, leak, has_eval), split, result)
+                state = _validate_split(role, paths, (policy, writer, leak), split, result)
                 if role == "train" and splits["eval"]:
                     leak = LeakIndex(KeyIndex(state.seen), KeyIndex(state.normalized), state.files)
         _check_split(writer, policy)
@@ -98,7 +97,7 @@ def validate_dataset(
         "eval_source": "file" if splits["eval"] else ("split" if policy.eval_split > 0 else "none"),
         "fraction": policy.eval_split,
         "seed": policy.seed,
-        "method": "seeded hash of the normalised record: equal records share a side",
+        "method": "seeded hash of the normalised prompt: records sharing a prompt share a side",
     }
     return result
 
@@ -112,19 +111,19 @@ def _paths(value: Path | Sequence[Path] | None) -> list[Path]:
 def _validate_split(
     role: str,
     paths: list[Path],
-    context: tuple[Policy, PreparedWriter, LeakIndex | None, bool],
+    context: tuple[Policy, PreparedWriter, LeakIndex | None],
     split: SplitState,
     result: ValidationResult,
 ) -> SplitState:
     """Validate one split's files in order, sharing its format and key tables; raise DataError to refuse."""
-    policy, writer, leak, has_eval = context
+    policy, writer, leak = context
     reports: list[FileReport] = []
     for path in paths:
         digest = FileDigest(path)
-        validator = FileValidator(path, role, policy, writer, leak, has_eval=has_eval, split=split)
+        validator = FileValidator(path, role, policy, writer, leak, split=split)
         try:
             if not (can_shard(path) and validate_in_shards(validator)):
-                validator = FileValidator(path, role, policy, writer, leak, has_eval=has_eval, split=split)
+                validator = FileValidator(path, role, policy, writer, leak, split=split)
                 validator.run()
         finally:
             validator.report.sha256 = digest.hexdigest()

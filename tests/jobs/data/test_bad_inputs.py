@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.data.semantics import TEXT_CHECKS
+from jobs.data.hygiene import TEXT_CHECKS
 from tests.helpers import REALDATA, run_entrypoint
 
 GOOD_SFT = {"messages": [{"role": "user", "content": "Count on from 1."}, {"role": "assistant", "content": "2 3 4"}]}

@@ -38,6 +38,26 @@ def test_the_split_is_seeded_reproducible_and_keeps_near_duplicates_together(tmp
     assert first.files[0].leakage["count"] == 0
 
 
+def test_records_sharing_a_prompt_share_a_side(tmp_path: Path) -> None:
+    # Several pairs for each prompt (as in UltraFeedback), and SFT conversations that differ only in the reply:
+    # no prompt is both trained on and evaluated.
+    pairs = [{"prompt": f"Question {i % 60}?", "chosen": f"Good {i}.", "rejected": f"Bad {i}."} for i in range(300)]
+    chats = [
+        {"messages": [{"role": "user", "content": f"Ask {i % 60}"}, {"role": "assistant", "content": f"Reply {i}"}]}
+        for i in range(300)
+    ]
+    for name, records, method, prompt in (
+        ("pairs", pairs, "dpo", lambda r: r["prompt"]),
+        ("chats", chats, "sft", lambda r: r["messages"][0]["content"]),
+    ):
+        data = write_jsonl(tmp_path / f"{name}.jsonl", records)
+        result = validate_dataset(data, None, data_policy(method, eval_split=0.3), tmp_path / name)
+        assert result.refused is None
+        sides = [{prompt(r) for r in _prepared(tmp_path / name, side)} for side in ("train", "eval")]
+        assert sides[0] and sides[1] and not sides[0] & sides[1], name
+    assert result.files[0].duplicate_prompts["count"] == 0  # unpaired SFT data repeats prompts by design
+
+
 def test_a_separate_eval_file_that_leaks_is_refused_or_dropped(tmp_path: Path) -> None:
     train = write_jsonl(tmp_path / "train.jsonl", _pairs(50))
     leaked = [_pairs(3)[0], {**_pairs(3)[1], "prompt": "QUESTION 1?\n"}]  # exact, and after normalising
