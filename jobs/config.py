@@ -179,6 +179,14 @@ class JobSettings:
             "refuse: exit 4 above 95 % with the cheapest fix, warn above 80 %; warn: only warn; off: no estimate."
         },
     )
+    profile: int = field(
+        default=0,
+        metadata={
+            "help": "Record this many optimizer steps with the torch profiler, after 2 warm-up steps, into "
+            "<output>/profile/: a Chrome trace, the top operators and a memory timeline per rank. 0: off.",
+            "min": 0,
+        },
+    )
     metrics_port: int = field(
         default=9464,
         metadata={
@@ -192,8 +200,8 @@ class JobSettings:
     metrics_linger_seconds: float = field(
         default=60.0,
         metadata={
-            "help": "Keep serving the final metrics this long after the job ends, so Prometheus scrapes "
-            "the outcome (make sets 0 for local runs).",
+            "help": "After the job ends, keep serving the final metrics until the next scrape reads them, "
+            "at most this long, so Prometheus records the outcome; no wait when nothing scraped during the run.",
             "min": 0.0,
         },
     )

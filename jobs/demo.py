@@ -116,10 +116,9 @@ def demo_environment(command: str, environ: dict[str, str]) -> dict[str, str]:
     """The variables `make <method>` / `make validate` run with: the demo's, under whatever the user set.
 
     The demo model and data apply only when TRAIN_MODEL_NAME_OR_PATH is not set; validation names no
-    model (no tokenizer is loaded). Local runs need not wait for a Prometheus scrape after the end.
+    model (no tokenizer is loaded).
     """
     env = {**environ}
-    env.setdefault("TRAIN_METRICS_LINGER_SECONDS", "0")
     if command == "validate":
         method = METHODS.get(env.setdefault("TRAIN_METHOD", "dpo"))
         if method is not None:  # an unknown method is the entrypoint's to report

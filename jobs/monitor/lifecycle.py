@@ -1,12 +1,14 @@
 """Start, feed and stop the exporter from the entrypoint; push the outcome to a Pushgateway.
 
 The entrypoint calls `start()` before anything else (phase "validating"), `set_phase()` as the job
-moves on, and `finish()` with the exit code: the final values stay scrapeable for
-TRAIN_METRICS_LINGER_SECONDS, since a PodMonitor stops scraping a pod once it has exited.
+moves on, and `finish()` with the exit code: the final values stay scrapeable until the next scrape reads
+them (a PodMonitor stops scraping a pod once it has exited), at most TRAIN_METRICS_LINGER_SECONDS, and
+not at all when nothing scraped during the run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 READY_TIMEOUT = 15.0
+LINGER_POLL_SECONDS = 0.2
 
 
 def enabled() -> bool:
@@ -112,18 +115,37 @@ def finish(exporter: Exporter | None, config: JobConfig, exit_code: int) -> None
     if settings.pushgateway_url:
         push_outcome(settings.pushgateway_url, config.method, config.run_id, exit_code)
     if settings.metrics_linger_seconds > 0 and exit_code != EXIT_TERMINATED:  # a stopped pod has no time to wait
-        logger.info(
-            "serving the final metrics for %.0f s (TRAIN_METRICS_LINGER_SECONDS)", settings.metrics_linger_seconds
-        )
-        _sleep_unless_terminated(settings.metrics_linger_seconds)
+        _linger(exporter, settings.metrics_linger_seconds)
     _cleanup(exporter)
 
 
-def _sleep_unless_terminated(seconds: float) -> None:
+def _scrapes(exporter: Exporter) -> tuple[int, int]:
+    """(scrapes begun, highest scrape answered) so far; (0, 0) when the exporter does not say."""
+    try:
+        with urllib.request.urlopen(exporter.url + "/scrapes", timeout=2) as reply:
+            counts = json.loads(reply.read())
+        return int(counts["begun"]), int(counts["answered"])
+    except (OSError, ValueError, KeyError):
+        return 0, 0
+
+
+def _linger(exporter: Exporter, longest: float) -> None:
+    """Serve the final values until a scrape that began after they were set has been answered, at most
+    `longest` seconds, and not at all when nothing scraped during the run (no Prometheus is watching)."""
+    begun, _ = _scrapes(exporter)
+    if begun == 0:
+        logger.info("no scrape of the metrics during the run: not waiting for one (TRAIN_METRICS_LINGER_SECONDS)")
+        return
+    logger.info("serving the final metrics until the next scrape, at most %.0f s (TRAIN_METRICS_LINGER_SECONDS)",
+                longest)  # fmt: skip
+    deadline = time.monotonic() + longest
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait(seconds)
+        while not stop.wait(LINGER_POLL_SECONDS) and time.monotonic() < deadline:
+            if _scrapes(exporter)[1] > begun:
+                logger.info("the final metrics were scraped")
+                return
     finally:
         signal.signal(signal.SIGTERM, previous)
 

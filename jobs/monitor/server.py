@@ -5,11 +5,13 @@
 Started by the entrypoint (jobs/monitor/lifecycle.py), it reads the values every process of the job
 wrote into PROMETHEUS_MULTIPROC_DIR, plus NVML and psutil readings, with its own registry. It runs in
 its own process so that scrapes never compete with a training step and outlive a stopped trainer.
+/scrapes counts the scrapes of /metrics, for the entrypoint's wait after the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -41,15 +43,43 @@ def build_registry(job_pid: int) -> CollectorRegistry:
     return registry
 
 
+class ScrapeLog:
+    """The scrapes of /metrics, numbered from 1 as they begin: how many began, and the highest number that
+    has been answered. The entrypoint asks (GET /scrapes) to linger only until the final values are read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.begun = 0
+        self.answered = 0
+
+    def begin(self) -> int:
+        with self._lock:
+            self.begun += 1
+            return self.begun
+
+    def answer(self, number: int) -> None:
+        with self._lock:
+            self.answered = max(self.answered, number)
+
+    def as_json(self) -> bytes:
+        with self._lock:
+            return json.dumps({"begun": self.begun, "answered": self.answered}).encode() + b"\n"
+
+
 class MetricsHandler(BaseHTTPRequestHandler):
     registry: ClassVar[CollectorRegistry]
+    scrapes: ClassVar[ScrapeLog] = ScrapeLog()
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
+            number = self.scrapes.begin()
             self._reply(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))
+            self.scrapes.answer(number)
         elif path == "/healthz":
             self._reply(200, "text/plain; charset=utf-8", b"ok\n")
+        elif path == "/scrapes":
+            self._reply(200, "application/json", self.scrapes.as_json())
         else:
             self._reply(404, "text/plain; charset=utf-8", b"not found: try /metrics or /healthz\n")
 

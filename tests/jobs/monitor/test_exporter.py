@@ -1,7 +1,8 @@
 """The exporter end to end: a real Prometheus server scrapes a real CPU training run.
 
 Also: /healthz, a clean `promtool check metrics`, no GPU series on this GPU-less machine, a busy port
-refused with exit 4, the final outcome kept for the linger time and pushed to a real Pushgateway.
+refused with exit 4, the final outcome pushed to a real Pushgateway, and served after the end until a
+scrape reads it (not at all when nothing scraped).
 """
 
 from __future__ import annotations
@@ -145,3 +146,33 @@ def test_the_outcome_lingers_and_is_pushed_to_a_pushgateway(demo_model: str, tmp
             assert 'trainjob_exit_code{instance="",job="trainjob",method="sft",run_id=' in pushed
             run.send_signal(signal.SIGTERM)  # ends the linger early
             assert run.wait(timeout=30) == 0
+
+
+@pytest.mark.slow
+def test_the_job_waits_after_the_end_only_for_the_scrape_that_reads_the_outcome(
+    demo_model: str, tmp_path: Path
+) -> None:
+    # A linger long enough that waiting it out would fail the wait() below: the job must end on its own,
+    # right after the first scrape that began after the end, and at once when nothing scraped at all.
+    for scraped in (True, False):
+        port = free_port()
+        env = clean_env(
+            TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
+            TRAIN_OUTPUT_DIR=str(tmp_path / str(scraped)), TRAIN_MAX_STEPS="3", TRAIN_METRICS_PORT=str(port),
+            TRAIN_METRICS_ADDR="127.0.0.1", TRAIN_METRICS_LINGER_SECONDS="900",
+        )  # fmt: skip
+        log = tmp_path / f"{scraped}.log"
+        with log.open("w") as stderr, started([sys.executable, "entrypoint.py"], cwd=ROOT, env=env,
+                                              stdout=subprocess.DEVNULL, stderr=stderr) as run:  # fmt: skip
+            if scraped:
+                url = f"http://127.0.0.1:{port}/metrics"
+                final = wait_for(
+                    lambda u=url: "trainjob_exit_code 0.0" in (s := get(u)) and s, 120, "the final exit code"
+                )
+                assert 'trainjob_phase{phase="done"} 1.0' in final
+            assert run.wait(timeout=240) == 0, log.read_text()[-3000:]
+        text = log.read_text()
+        if scraped:
+            assert "until the next scrape" in text and "the final metrics were scraped" in text
+        else:
+            assert "no scrape of the metrics during the run: not waiting for one" in text
