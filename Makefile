@@ -3,6 +3,7 @@
 # make estimate       the peak memory of a training process against this machine's (TRAIN_METHOD, model ...)
 # make test | lint    the test suite (with coverage gate) and the static checks
 # make bench          benchmarks as ratios against a baseline measured in the same run
+# make profile        the demo under the torch profiler (TRAIN_PROFILE=5 steps): trace, operators, memory
 # make image          the container image (docker, else buildah); make image-test builds it offline and runs it
 # make install        the .venv (done automatically by every other target)
 SHELL := /bin/bash
@@ -21,10 +22,10 @@ ifeq ($(origin TRAIN_MODEL_NAME_OR_PATH),undefined)
 DEMO_PREREQ := $(DEMO_MODEL)/config.json
 endif
 
-.PHONY: help install $(METHODS) validate estimate test test-tools lint bench catalog demo-model image image-test clean
+.PHONY: help install $(METHODS) validate estimate test test-tools lint bench profile catalog demo-model image image-test clean
 
 help:
-	@sed -n 's/^# //p' Makefile | head -7
+	@sed -n 's/^# //p' Makefile | head -8
 
 $(STAMP): requirements.txt requirements-dev.txt scripts/install.sh
 	test -x $(PY) || { scripts/test-tools.sh venv $(PYTHON) && $(PYTHON) -m venv $(VENV); }
@@ -47,6 +48,14 @@ validate: $(STAMP)
 
 estimate: $(STAMP) $(DEMO_PREREQ)
 	$(PY) -m jobs.demo run estimate
+
+# TRAIN_PROFILE steps of a method's demo (TRAIN_METHOD, default sft) recorded by the torch profiler into
+# <TRAIN_OUTPUT_DIR>/profile/ (jobs/profiling.py); by default a fresh output/profile-<method>/ each time.
+profile: $(STAMP) $(DEMO_PREREQ)
+	method=$${TRAIN_METHOD:-sft}; out=$${TRAIN_OUTPUT_DIR:-output/profile-$$method}; \
+	[ -n "$${TRAIN_OUTPUT_DIR:-}" ] || rm -rf "$$out"; \
+	TRAIN_OUTPUT_DIR=$$out TRAIN_PROFILE=$${TRAIN_PROFILE:-5} TRAIN_MAX_STEPS=$${TRAIN_MAX_STEPS:-10} \
+		$(PY) -m jobs.demo run $$method
 
 # Debian packages the tests use (a real Prometheus, promtool, a Pushgateway): installed when missing as
 # root, otherwise the command to run is printed.

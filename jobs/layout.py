@@ -5,6 +5,7 @@
   validation_report.json              what validation found
   train.log                           the job's log lines, appended across restarts
   tensorboard/                        TensorBoard event files
+  profile/                            TRAIN_PROFILE's trace, top operators and memory timeline, per rank
   checkpoint-<step>/                  checkpoints (transformers' naming), complete once CHECKPOINT_COMPLETE exists
   incomplete-checkpoint-<step>/       one that never became complete, set aside at the next start
   run_manifest.json                   what this run trains with, checked when it resumes (jobs/resume.py)
@@ -57,6 +58,10 @@ class OutputLayout:
     @property
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
+
+    @property
+    def profile(self) -> Path:
+        return self.root / "profile"
 
     @property
     def final(self) -> Path:

@@ -97,10 +97,14 @@ class Guards:
         return [self.stop, DivergenceStop(self.health), self.budget, ReadTrainingState(self.readings)]
 
 
-def callbacks(method: Method, guards: Guards) -> list[TrainerCallback]:
+def callbacks(config: JobConfig, method: Method, guards: Guards) -> list[TrainerCallback]:
     found: list[TrainerCallback] = [*guards.callbacks(), StepLogger(), CheckpointMarker()]
     if wants_progress_bar():
         found.append(ProgressBar())
+    if config.job.profile:
+        from jobs.profiling import StepProfiler
+
+        found.append(StepProfiler(config.job.profile, config.layout.profile))
     if monitor.enabled():  # in jobs whose entrypoint runs an exporter
         from jobs.monitor.callback import MetricsCallback
 
@@ -149,7 +153,7 @@ def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[An
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
             peft_config=peft_config(model_args),
-            callbacks=callbacks(method, guards),
+            callbacks=callbacks(config, method, guards),
         )
     except ValueError as error:  # TRL checks combinations of settings when the trainer is built
         raise ConfigError(f"TRL's {method.trl_trainer} rejected the settings: {error}") from None
