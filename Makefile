@@ -67,17 +67,16 @@ test: test-tools $(STAMP) $(DEMO_MODEL)/config.json
 	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check $(LINT_PATHS) tests
-	$(VENV)/bin/ruff format --check $(LINT_PATHS) tests
+	$(VENV)/bin/ruff check $(LINT_PATHS) tests bench
+	$(VENV)/bin/ruff format --check $(LINT_PATHS) tests bench
 	$(VENV)/bin/pyright $(LINT_PATHS)
 	$(VENV)/bin/deptry .
 	$(VENV)/bin/hadolint --failure-threshold warning Dockerfile
 	$(VENV)/bin/shellcheck -x scripts/*.sh
 
-# Speed and memory against baselines measured in the same run (results in output/bench/).
-bench: $(STAMP)
-	$(PY) -m tests.benchmarks.bench_validation
-	$(PY) -m tests.benchmarks.bench_exporter
+# Speed and memory against baselines measured in the same run: bench/results/<date>.json, BENCHMARKS.md.
+bench: $(STAMP) $(DEMO_MODEL)/config.json
+	$(PY) -m bench.run
 
 # The image: docker build when a daemon answers, else buildah (IMAGE=trainjob:latest; scripts/image.sh).
 image:

@@ -237,7 +237,14 @@ _RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "dataloader_num_workers": (0, None, False),
 }
 
-_SECRET_NAME = re.compile(r"token|key|password|secret|credential", re.IGNORECASE)
+# Names of secrets: a password, secret or credential, an API/access key, or a name ending in "token" (hub_token,
+# HF_TOKEN) other than a tokenizer's special tokens. Not "tokens" or "key" anywhere: average_tokens_across_devices
+# and eos_token are settings a run must show (and compare when it resumes).
+_SECRET_NAME = re.compile(
+    r"password|secret|credential|(api|access|private|auth)_?key|(?<!eos_)(?<!bos_)(?<!pad_)(?<!unk_)(?<!sep_)"
+    r"(?<!cls_)(?<!mask_)token$",
+    re.IGNORECASE,
+)
 # Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_PORT_<N>_TCP... for every Service in the namespace.
 _SERVICE_LINK_NAME = re.compile(r"_SERVICE_(HOST|PORT)(_\w+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_\w+)?$")
 _SERVICE_LINK_VALUE = re.compile(r"^(tcp|udp|sctp)://", re.IGNORECASE)

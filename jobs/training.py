@@ -6,6 +6,7 @@ file (jobs/methods/). Imported only by training processes (it pulls in torch and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -242,8 +243,15 @@ def save_final(trainer: Any, config: JobConfig, tokenizer: Any) -> None:
 
 
 def _effective_config(trainer: Any, config: JobConfig) -> dict[str, Any]:
+    """What was set, and what TRL ran with after the job's defaults: every training and model field."""
     effective = config.effective()
-    effective["training_resolved"] = redact(json.loads(trainer.args.to_json_string()))
+    resolved = json.loads(trainer.args.to_json_string())
+    for name, value in resolved.items():  # transformers hides every *_token field; only the secret ones stay hidden
+        if value == f"<{name.upper()}>":
+            resolved[name] = getattr(trainer.args, name)
+    effective["training_resolved"] = redact(resolved)
+    model_args = build_model_config(config.model, Device.probe_torch())
+    effective["model_resolved"] = redact(json.loads(json.dumps(dataclasses.asdict(model_args), default=str)))
     return effective
 
 

@@ -105,6 +105,9 @@ def test_secrets_are_redacted_at_any_depth() -> None:
     assert "hf_secret" not in str(effective) and "'k'" not in str(effective)
     assert effective["training"]["hub_token"] == "***"
     assert redact([{"password": "p", "name": "n"}]) == [{"password": "***", "name": "n"}]
+    secrets = {"hub_token": "t", "HF_TOKEN": "t", "WANDB_API_KEY": "k", "aws_secret_access_key": "k"}
+    settings = {"eos_token": "</s>", "pad_token": "<pad>", "average_tokens_across_devices": True, "max_length": 9}
+    assert redact({**secrets, **settings}) == {**dict.fromkeys(secrets, "***"), **settings}
 
 
 def test_config_knows_its_method() -> None:

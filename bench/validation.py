@@ -1,6 +1,6 @@
 """Benchmark: data validation against an orjson parse-only loop over the same files, in the same run.
 
-    make bench            # or: .venv/bin/python -m tests.benchmarks.bench_validation
+    make bench            # or: .venv/bin/python -m bench.run --only validation
 
 Inputs: DPO files of 20k and 200k records (prompt/chosen/rejected, texts from the real Orca DPO sample,
 ~3 KB a record), generated once under .cache/bench/. Each measurement runs in a fresh process and is
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import orjson
 
+from bench.common import ROOT, publish
 from jobs.data.shards import worker_count
-from tests.benchmarks import ROOT, publish
 from tests.helpers import REALDATA
 
 CACHE = ROOT / ".cache" / "bench"
@@ -106,14 +106,15 @@ def measure(snippet: str, *args: str) -> Run:
     return Run(best[0], best[1], max(r[2] for r in runs), max(r[3] for r in runs), tables)
 
 
-def main() -> None:
+def run(quick: bool = False) -> dict[str, object]:
+    """Both splits; `quick` is the same (it takes about two minutes)."""
     files = {n: dataset(n) for n in SIZES}
     results: dict[str, object] = {"records_per_file": list(SIZES), "bytes": {n: files[n].stat().st_size for n in SIZES}}
     for split in (0.0, 0.1):
         parse = {n: measure(PARSE_ONLY, str(files[n])) for n in SIZES}
         ours = {n: measure(VALIDATE, str(files[n]), str(split)) for n in SIZES}
         results[f"eval_split={split}"] = _figures(parse, ours)
-    publish("validation", results)
+    return results
 
 
 def _figures(parse: dict[int, Run], ours: dict[int, Run]) -> dict[str, object]:
@@ -149,4 +150,4 @@ def _figures(parse: dict[int, Run], ours: dict[int, Run]) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    main()
+    publish("validation", run())

@@ -1,13 +1,14 @@
-"""Benchmarks (`make bench`): ratios against a baseline measured in the same run, never asserted in tests."""
+"""What the benchmarks share: the project root, and where each part's results go."""
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def publish(name: str, results: dict[str, Any]) -> None:
@@ -17,3 +18,9 @@ def publish(name: str, results: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(text)
     sys.stdout.write(text)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,6 +1,6 @@
 """Benchmark: training step time with the exporter on (scraped 20 times a second) against off.
 
-    make bench            # or: .venv/bin/python -m tests.benchmarks.bench_exporter
+    make bench            # or: .venv/bin/python -m bench.run --only exporter
 
 Each run trains the demo DPO model for STEPS steps through the real entrypoint; the step time is TRL's
 train_runtime / steps (model loading excluded). Runs alternate on/off, REPEATS each; the ratio of the
@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.request
 
-from tests.benchmarks import ROOT, publish
+from bench.common import ROOT, publish
 
 STEPS = 300
 REPEATS = 3
@@ -52,7 +52,7 @@ def step_seconds(exporter: bool) -> tuple[float, int]:
             "TRAIN_MODEL_NAME_OR_PATH": str(ROOT / ".cache" / "demo-model"),
             "TRAIN_DATA_PATH": str(ROOT / "jobs" / "demo_data" / "dpo_pairs.jsonl"), "TRAIN_OUTPUT_DIR": out,
             "TRAIN_MAX_STEPS": str(STEPS), "TRAIN_SAVE_STRATEGY": "no", "TRAIN_LOGGING_STEPS": "5",
-            "TRAIN_METRICS_PORT": str(port), "TRAIN_METRICS_ADDR": "127.0.0.1", "TRAIN_METRICS_LINGER_SECONDS": "0",
+            "TRAIN_METRICS_PORT": str(port), "TRAIN_METRICS_ADDR": "127.0.0.1",
         }  # fmt: skip
         stop, scrapes = threading.Event(), [0]
         scraper = threading.Thread(target=_scrape_until, args=(stop, f"http://127.0.0.1:{port}/metrics", scrapes))
@@ -69,7 +69,7 @@ def step_seconds(exporter: bool) -> tuple[float, int]:
     return runtime / STEPS, scrapes[0]
 
 
-def main() -> None:
+def run(quick: bool = False) -> dict[str, object]:
     if not (ROOT / ".cache" / "demo-model" / "config.json").is_file():
         subprocess.run([sys.executable, "-m", "jobs.demo", "model", str(ROOT / ".cache" / "demo-model")], check=True)
     on, off, scrapes = [], [], []
@@ -84,9 +84,10 @@ def main() -> None:
         "step_seconds_exporter_off": [round(s, 5) for s in off],
         "scrapes_per_run": scrapes,
         "ratio_on_over_off": round(statistics.median(on) / statistics.median(off), 3),
+        "spread_on": [round(min(on) / statistics.median(off), 3), round(max(on) / statistics.median(off), 3)],
     }
-    publish("exporter", results)
+    return results
 
 
 if __name__ == "__main__":
-    main()
+    publish("exporter", run())

@@ -1,0 +1,129 @@
+"""`make bench`: every part, then bench/results/<date>.json and the table in BENCHMARKS.md.
+
+.venv/bin/python -m bench.run                       # all parts
+.venv/bin/python -m bench.run --only training --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import exporter, training, validation
+from bench.common import ROOT, publish
+
+PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "training": training.run,
+    "validation": validation.run,
+    "exporter": exporter.run,
+}
+RESULTS = ROOT / "bench" / "results"
+TABLE = ROOT / "BENCHMARKS.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                         check=False).stdout.strip() if _has("nvidia-smi") else ""  # fmt: skip
+    return {
+        "cpu": cpu, "cpus": len(os.sched_getaffinity(0)), "memory_gib": round(memory / 2**30, 1),
+        "gpu": gpu or "none", "python": platform.python_version(), "platform": platform.platform(),
+        "revision": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                   check=False).stdout.strip(),
+    }  # fmt: skip
+
+
+def _has(command: str) -> bool:
+    return any((Path(d) / command).is_file() for d in os.environ.get("PATH", "").split(os.pathsep))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts")
+    parser.add_argument("--quick", action="store_true", help="fewer steps: a check of the runner, not figures")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "machine": machine()}
+    for name in args.only or PARTS:
+        part_started = time.monotonic()
+        results[name] = PARTS[name](args.quick)
+        results[name]["seconds"] = round(time.monotonic() - part_started)
+        publish(name, results[name])
+    results["seconds"] = round(time.monotonic() - started)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{results['date']}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.quick:
+        write_table(results)
+    sys.stdout.write("\n".join(table_lines(results)) + f"\n\nresults: {path.relative_to(ROOT)}\n")
+    return 0
+
+
+def _ratio(figure: dict[str, Any]) -> str:
+    goal = figure.get("goal")
+    low, high = figure["range"]
+    verdict = "" if goal is None else (" ✓" if figure["median"] <= goal else " ✗")
+    return f"{figure['median']:.2f} ({low:.2f}-{high:.2f}){verdict}"
+
+
+def table_lines(results: dict[str, Any]) -> list[str]:
+    """The Markdown table of what this run measured."""
+    host = results["machine"]
+    lines = [f"Measured {results['date']} at {host['revision']} on {host['cpu']} ({host['cpus']} CPUs, "
+             f"{host['memory_gib']} GiB, GPU: {host['gpu']}), Python {host['python']}; "
+             f"{results['seconds']} s in all. Ratios are ours / baseline: median (range over the repetitions); "
+             "✓ meets the goal, ✗ misses it.", ""]  # fmt: skip
+    if "training" in results:
+        lines += ["| model | method | first step, s (job / bare) | ratio (goal 1.10) | step, s (job / bare) | "
+                  "ratio (goal 1.02) | peak RSS, MiB (job / bare) | ratio |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for model, methods in results["training"].items():
+            if not isinstance(methods, dict):
+                continue
+            for method, f in methods.items():
+                job, bare = f["job"], f["bare"]
+                lines.append(
+                    f"| {model} | {method} | {job['first_step_wall_seconds']['median']} / "
+                    f"{bare['first_step_wall_seconds']['median']} | {_ratio(f['ratio_first_step_wall_seconds'])} | "
+                    f"{job['step_seconds']['median']} / {bare['step_seconds']['median']} | "
+                    f"{_ratio(f['ratio_step_seconds'])} | {job['peak_rss_mib']['median']:.0f} / "
+                    f"{bare['peak_rss_mib']['median']:.0f} | {_ratio(f['ratio_peak_rss_mib'])} |"
+                )
+        lines.append("")
+    if "validation" in results:
+        lines += ["| validation, 200k DPO records | marginal (goal 2.0) | whole run (goal 3.0) | CPU, all processes | "
+                  "RSS growth, B/record (goal 100) |", "|---|---|---|---|---|"]  # fmt: skip
+        for split in ("eval_split=0.0", "eval_split=0.1"):
+            v = results["validation"][split]
+            lines.append(f"| {split} | {v['marginal_ratio']} | {v['whole_run_ratio_200k']} | "
+                         f"{v['marginal_cpu_ratio']} | {v['peak_rss_growth_bytes_per_record']} |")  # fmt: skip
+        lines.append("")
+    if "exporter" in results:
+        e = results["exporter"]
+        lines += [f"Exporter scraped 20/s against off, step time: {e['ratio_on_over_off']} (goal 1.02; "
+                  f"range {e['spread_on'][0]}-{e['spread_on'][1]})."]  # fmt: skip
+    return lines
+
+
+def write_table(results: dict[str, Any]) -> None:
+    """Replace the generated part of BENCHMARKS.md (between its markers) with this run's table."""
+    text = TABLE.read_text() if TABLE.is_file() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    TABLE.write_text(f"{head}{BEGIN}\n" + "\n".join(table_lines(results)) + f"\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

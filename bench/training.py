@@ -1,0 +1,154 @@
+"""The job against the plainest TRL script that does the same training (bench/bare_trl.py).
+
+For each model and method, the job runs once to resolve its settings; the bare script then trains with
+exactly those settings, on the records the job validated. Then the two alternate, REPEATS times each,
+at SHORT and LONG optimizer steps, each a whole fresh process (the datasets cache fresh too). Reported,
+as medians with their min-max spread and as ratios ours / bare:
+
+  - time to first step: the wall time of the SHORT run (goal <= 1.10);
+  - steady-state step time: (wall LONG - wall SHORT) / (LONG - SHORT), per repetition (goal <= 1.02);
+  - peak RSS of the process tree (wait4's maximum resident set).
+
+The job runs as users run it: validation in the process, the exporter on (a free port, nobody scraping,
+so it does not linger), checkpoints and evaluation on its defaults, which the bare script shares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, free_port
+
+MODELS = {"tiny": ROOT / ".cache" / "demo-model", "76m": ROOT / ".cache" / "bench" / "model-76m"}
+# (short, long) optimizer steps per model; `quick` runs shorter.
+STEPS = {"tiny": (20, 520), "76m": (20, 60)}
+QUICK_STEPS = {"tiny": (20, 120), "76m": (10, 20)}
+METHODS = ("sft", "dpo", "kto")
+REPEATS = 3
+DEMO_DATA = {"sft": "sft_messages.jsonl", "dpo": "dpo_pairs.jsonl", "kto": "kto_unpaired.jsonl"}
+
+
+@dataclass
+class Run:
+    wall: float  # seconds, process start to exit
+    rss: int  # peak resident bytes of the process (and its waited-for children)
+
+
+def model_path(name: str) -> Path:
+    path = MODELS[name]
+    if not (path / "config.json").is_file():
+        shape = "tiny" if name == "tiny" else name
+        subprocess.run([sys.executable, "-m", "jobs.demo", "model", str(path), "--shape", shape], cwd=ROOT, check=True)
+    return path
+
+
+def job_env(model: str, method: str, output: Path, steps: int, extra: dict[str, str]) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
+        "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(output / "hf-datasets"),
+        "TRAIN_METHOD": method, "TRAIN_MODEL_NAME_OR_PATH": str(model_path(model)),
+        "TRAIN_DATA_PATH": str(ROOT / "jobs" / "demo_data" / DEMO_DATA[method]), "TRAIN_EVAL_SPLIT": "0.1",
+        "TRAIN_OUTPUT_DIR": str(output), "TRAIN_MAX_STEPS": str(steps), "TRAIN_LOGGING_STEPS": "10",
+        "TRAIN_METRICS_PORT": str(free_port()), "TRAIN_METRICS_ADDR": "127.0.0.1", **extra,
+    }  # fmt: skip
+
+
+def timed(command: list[str], env: dict[str, str], log: Path) -> Run:
+    """Wall time and peak RSS of one process, run to its end."""
+    with log.open("w") as out:
+        started = time.monotonic()
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}; see {log}")
+    return Run(wall, usage.ru_maxrss * 1024)
+
+
+def run_job(model: str, method: str, steps: int, work: Path, extra: dict[str, str]) -> Run:
+    output = Path(tempfile.mkdtemp(dir=work, prefix=f"job-{steps}-"))
+    try:
+        return timed([sys.executable, "entrypoint.py"], job_env(model, method, output, steps, extra), work / "job.log")
+    finally:
+        shutil.rmtree(output, ignore_errors=True)
+
+
+def run_bare(settings: Path, data: Path, steps: int, work: Path) -> Run:
+    output = Path(tempfile.mkdtemp(dir=work, prefix=f"bare-{steps}-"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(output / "hf-datasets")}
+    command = [sys.executable, "bench/bare_trl.py", str(settings), str(data), str(output), "--max-steps", str(steps)]
+    try:
+        return timed(command, env, work / "bare.log")
+    finally:
+        shutil.rmtree(output, ignore_errors=True)
+
+
+def resolve(model: str, method: str, work: Path, extra: dict[str, str]) -> tuple[Path, Path]:
+    """One job run whose resolved settings and validated records the bare script reuses."""
+    output = work / "resolved"
+    env = job_env(model, method, output, 1, extra)
+    timed([sys.executable, "entrypoint.py"], env, work / "resolve.log")
+    settings = json.loads((output / "final" / "effective_config.json").read_text())
+    settings["training_resolved"].pop("max_steps", None)
+    (work / "settings.json").write_text(json.dumps(settings))
+    return work / "settings.json", output / "data"
+
+
+def compare(model: str, method: str, quick: bool = False, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    short, long = (QUICK_STEPS if quick else STEPS)[model]
+    extra = extra or {}
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{model}-{method}-"))
+    try:
+        settings, data = resolve(model, method, work, extra)
+        runs: dict[str, list[tuple[Run, Run]]] = {"job": [], "bare": []}
+        for _ in range(REPEATS):  # alternating, so that drift in the machine's speed hits both alike
+            job_short, bare_short = run_job(model, method, short, work, extra), run_bare(settings, data, short, work)
+            job_long, bare_long = run_job(model, method, long, work, extra), run_bare(settings, data, long, work)
+            runs["job"].append((job_short, job_long))
+            runs["bare"].append((bare_short, bare_long))
+        return summarize(runs, short, long)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _median_spread(values: list[float], digits: int = 3) -> dict[str, Any]:
+    return {"median": round(statistics.median(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits)}  # fmt: skip
+
+
+def summarize(runs: dict[str, list[tuple[Run, Run]]], short: int, long: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {"steps": [short, long], "repeats": REPEATS}
+    for who, pairs in runs.items():
+        figures[who] = {
+            "first_step_wall_seconds": _median_spread([s.wall for s, _ in pairs]),
+            "step_seconds": _median_spread([(lg.wall - s.wall) / (long - short) for s, lg in pairs], 4),
+            "peak_rss_mib": _median_spread([max(s.rss, lg.rss) / 2**20 for s, lg in pairs], 0),
+        }
+    for name, goal in (("first_step_wall_seconds", 1.10), ("step_seconds", 1.02), ("peak_rss_mib", None)):
+        ours, bare = figures["job"][name], figures["bare"][name]
+        figures[f"ratio_{name}"] = {
+            "median": round(ours["median"] / bare["median"], 3),
+            # the ratio's range over this machine's noise: our worst against their best, and the reverse
+            "range": [round(ours["min"] / bare["max"], 3), round(ours["max"] / bare["min"], 3)],
+            "goal": goal,
+        }
+    return figures
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    return {model: {method: compare(model, method, quick) for method in METHODS} for model in MODELS}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
