@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -17,11 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import exporter, training, validation
+from bench import exporter, memory, packing, training, validation
 from bench.common import ROOT, publish
 
 PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "training": training.run,
+    "memory": memory.run,
+    "packing": packing.run,
     "validation": validation.run,
     "exporter": exporter.run,
 }
@@ -85,36 +88,56 @@ def table_lines(results: dict[str, Any]) -> list[str]:
              f"{host['memory_gib']} GiB, GPU: {host['gpu']}), Python {host['python']}; "
              f"{results['seconds']} s in all. Ratios are ours / baseline: median (range over the repetitions); "
              "✓ meets the goal, ✗ misses it.", ""]  # fmt: skip
-    if "training" in results:
-        lines += ["| model | method | first step, s (job / bare) | ratio (goal 1.10) | step, s (job / bare) | "
-                  "ratio (goal 1.02) | peak RSS, MiB (job / bare) | ratio |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for model, methods in results["training"].items():
-            if not isinstance(methods, dict):
-                continue
-            for method, f in methods.items():
-                job, bare = f["job"], f["bare"]
-                lines.append(
-                    f"| {model} | {method} | {job['first_step_wall_seconds']['median']} / "
-                    f"{bare['first_step_wall_seconds']['median']} | {_ratio(f['ratio_first_step_wall_seconds'])} | "
-                    f"{job['step_seconds']['median']} / {bare['step_seconds']['median']} | "
-                    f"{_ratio(f['ratio_step_seconds'])} | {job['peak_rss_mib']['median']:.0f} / "
-                    f"{bare['peak_rss_mib']['median']:.0f} | {_ratio(f['ratio_peak_rss_mib'])} |"
-                )
-        lines.append("")
-    if "validation" in results:
-        lines += ["| validation, 200k DPO records | marginal (goal 2.0) | whole run (goal 3.0) | CPU, all processes | "
-                  "RSS growth, B/record (goal 100) |", "|---|---|---|---|---|"]  # fmt: skip
-        for split in ("eval_split=0.0", "eval_split=0.1"):
-            v = results["validation"][split]
-            lines.append(f"| {split} | {v['marginal_ratio']} | {v['whole_run_ratio_200k']} | "
-                         f"{v['marginal_cpu_ratio']} | {v['peak_rss_growth_bytes_per_record']} |")  # fmt: skip
-        lines.append("")
-    if "exporter" in results:
-        e = results["exporter"]
-        lines += [f"Exporter scraped 20/s against off, step time: {e['ratio_on_over_off']} (goal 1.02; "
-                  f"range {e['spread_on'][0]}-{e['spread_on'][1]})."]  # fmt: skip
+    for name, lines_of in (("training", _training_lines), ("memory", _memory_lines), ("packing", _packing_lines),
+                           ("validation", _validation_lines), ("exporter", _exporter_lines)):  # fmt: skip
+        if name in results:
+            lines += [*lines_of(results[name]), ""]
     return lines
+
+
+def _training_lines(training: dict[str, Any]) -> list[str]:
+    lines = ["| model | method | first step, s (job / bare) | ratio (goal 1.10) | step, s (job / bare) | "
+             "ratio (goal 1.02) | peak RSS, MiB (job / bare) | ratio |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for model, methods in training.items():
+        for method, f in methods.items() if isinstance(methods, dict) else ():
+            job, bare = f["job"], f["bare"]
+            lines.append(
+                f"| {model} | {method} | {job['first_step_wall_seconds']['median']} / "
+                f"{bare['first_step_wall_seconds']['median']} | {_ratio(f['ratio_first_step_wall_seconds'])} | "
+                f"{job['step_seconds']['median']} / {bare['step_seconds']['median']} | "
+                f"{_ratio(f['ratio_step_seconds'])} | {job['peak_rss_mib']['median']:.0f} / "
+                f"{bare['peak_rss_mib']['median']:.0f} | {_ratio(f['ratio_peak_rss_mib'])} |"
+            )
+    return lines
+
+
+def _memory_lines(m: dict[str, Any]) -> list[str]:
+    peaks = ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in m["peak_rss_gib"].items())
+    return [f"Peak RSS on the 76M model, GiB (DPO batch {m['dpo_batch']}, max_length {m['max_length']}): {peaks}. "
+            f"DPO+LoRA / SFT+LoRA at equal work: {m['dpo_lora_over_sft_lora']} (goal 1.10); full DPO / DPO+LoRA: "
+            f"{m['dpo_full_over_dpo_lora']}; precomputed reference log-probs save {m['precomputed_reference_saves_gib']} "
+            "GiB."]  # fmt: skip
+
+
+def _packing_lines(packing: dict[str, Any]) -> list[str]:
+    return [f"SFT packing (BFD, padding-free) against padded batches, {name}, {packing['model']} model: "
+            f"{packing[name]['speedup']}x tokens/s (goal 1.5); eval loss padded {packing[name]['eval_loss']['padded']}, "
+            f"packed {packing[name]['eval_loss']['packed_bfd']}." for name in ("alpaca", "gsm8k")]  # fmt: skip
+
+
+def _validation_lines(validation: dict[str, Any]) -> list[str]:
+    lines = ["| validation, 200k DPO records | marginal (goal 2.0) | whole run (goal 3.0) | CPU, all processes | "
+             "RSS growth, B/record (goal 100) |", "|---|---|---|---|---|"]  # fmt: skip
+    for split in ("eval_split=0.0", "eval_split=0.1"):
+        v = validation[split]
+        lines.append(f"| {split} | {v['marginal_ratio']} | {v['whole_run_ratio_200k']} | {v['marginal_cpu_ratio']} | "
+                     f"{v['peak_rss_growth_bytes_per_record']} |")  # fmt: skip
+    return lines
+
+
+def _exporter_lines(e: dict[str, Any]) -> list[str]:
+    return [f"Exporter scraped 20/s against off, step time: {e['ratio_on_over_off']} (goal 1.02; range "
+            f"{e['spread_on'][0]}-{e['spread_on'][1]})."]  # fmt: skip
 
 
 def write_table(results: dict[str, Any]) -> None:

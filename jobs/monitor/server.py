@@ -32,6 +32,10 @@ from jobs.monitor.system import JobProcessCollector
 
 logger = logging.getLogger("jobs.monitor.server")
 
+# How often serve_forever looks for a shutdown request: the entrypoint waits for the exporter to stop
+# before it exits (the default half second was most of a short run's time to exit).
+SHUTDOWN_POLL_SECONDS = 0.05
+
 
 def build_registry(job_pid: int) -> CollectorRegistry:
     registry = CollectorRegistry()
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     _stop_with_parent(server)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the entrypoint stops us
     logger.info("serving metrics on http://%s:%d/metrics", args.addr, server.server_address[1])
-    server.serve_forever()
+    server.serve_forever(poll_interval=SHUTDOWN_POLL_SECONDS)
     return 0
 
 
