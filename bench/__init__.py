@@ -1,6 +1,6 @@
 """`make bench`: the job's speed and memory as ratios against baselines measured in the same run.
 
-    make bench                     # everything (~40 minutes here), then bench/results/<date>.json and BENCHMARKS.md
+    make bench                     # everything (~50 minutes here), then bench/results/<date>.json and BENCHMARKS.md
     .venv/bin/python -m bench.run --only training --quick     # one part, fewer steps
 
 Parts: training (bench/training.py: the job against the plainest TRL script, bench/bare_trl.py),
