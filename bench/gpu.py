@@ -152,9 +152,10 @@ def gpu_peak() -> tuple[str, float | None]:
 
 
 def parameters(model: Path) -> int:
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    with __import__("torch").device("meta"):
+    with torch.device("meta"):
         return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model)).num_parameters()
 
 

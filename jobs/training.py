@@ -159,6 +159,7 @@ def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[An
     except ValueError as error:  # TRL checks combinations of settings when the trainer is built
         raise ConfigError(f"TRL's {method.trl_trainer} rejected the settings: {error}") from None
     trainer.step_health, trainer.training_state = guards.health, guards.readings
+    trainer.model_args = model_args  # for the effective config written with the final model
     trainer.stop_at_step_end = guards.stop
     guards.stop.accelerator = trainer.accelerator
     if hasattr(trainer, "ref_model") and trainer.is_world_process_zero():
@@ -250,8 +251,8 @@ def _effective_config(trainer: Any, config: JobConfig) -> dict[str, Any]:
         if value == f"<{name.upper()}>":
             resolved[name] = getattr(trainer.args, name)
     effective["training_resolved"] = redact(resolved)
-    model_args = build_model_config(config.model, Device.probe_torch())
-    effective["model_resolved"] = redact(json.loads(json.dumps(dataclasses.asdict(model_args), default=str)))
+    model_resolved = dataclasses.asdict(trainer.model_args)
+    effective["model_resolved"] = redact(json.loads(json.dumps(model_resolved, default=str)))
     return effective
 
 

@@ -58,7 +58,7 @@ class SplitState:
     shape_line: int = 0
     keeps_normalized: bool = False  # a training split with evaluation files to check for leakage
     seen: KeyTable = field(default_factory=KeyTable)  # exact digests
-    prompts: KeyTable = field(default_factory=KeyTable)  # the prompts of paired records
+    prompts: KeyTable = field(default_factory=KeyTable)  # the normalised prompts of paired records
     normalized: KeyTable = field(default_factory=KeyTable)  # the normalised digests, when kept
 
     def tables(self) -> tuple[KeyTable, KeyTable, KeyTable]:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Any
 
 from jobs.data.formats import Format
 from jobs.data.semantics import Finding, texts
+
+if TYPE_CHECKING:  # numpy is imported where the screen runs: config reads TEXT_CHECKS for --help
+    import numpy as np
+    import numpy.typing as npt
+
+    Bytes = npt.NDArray[np.uint8]
 
 # The kinds, with the warning each gives.
 TEXT_CHECKS = {
@@ -47,12 +50,12 @@ _CP1252_HIGH = (  # the characters cp1252 puts at bytes 0x80-0x9f
 _MOJIBAKE = re.compile(f"[\u00c2-\u00f4][\u0080-\u00bf{_CP1252_HIGH}]+")
 _PAD = b"\0\0\0\0"  # lookahead past the last record's bytes
 
-Bytes = npt.NDArray[np.uint8]
-
 
 def screen(records: Sequence[bytes]) -> list[int]:
     """For each record's canonical JSON (orjson: C0 controls escaped as \\u00XX, \\b, \\f ..., every other
     character raw UTF-8), a bit mask of the kinds (KIND_BITS) its bytes may hold; 0 means none."""
+    import numpy as np
+
     data = np.frombuffer(b"".join([*records, _PAD]), dtype=np.uint8)
     ends = np.cumsum(np.fromiter(map(len, records), dtype=np.int64, count=len(records)))
     masks = np.zeros(len(records), dtype=np.uint8)
@@ -77,6 +80,8 @@ def screen(records: Sequence[bytes]) -> list[int]:
 def _escapes(backslashes: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
     """The backslashes that start an escape: in a run of them, the first, third ... (`\\\\b` is a backslash
     and a b, not a backspace)."""
+    import numpy as np
+
     if not backslashes.size:
         return backslashes
     starts = np.flatnonzero(np.diff(backslashes, prepend=-2) != 1)  # where each run begins

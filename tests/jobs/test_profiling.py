@@ -7,15 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_entrypoint
+from tests.helpers import Run, run_entrypoint
+
+
+def profiled_sft(demo_model: str, output: Path, steps: int, profile: int) -> Run:
+    return run_entrypoint(
+        TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
+        TRAIN_OUTPUT_DIR=str(output), TRAIN_MAX_STEPS=str(steps), TRAIN_PROFILE=str(profile),
+    )  # fmt: skip
 
 
 @pytest.mark.slow
 def test_profile_records_the_asked_steps_after_the_warm_up(demo_model: str, tmp_path: Path) -> None:
-    run = run_entrypoint(
-        TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
-        TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_MAX_STEPS="6", TRAIN_PROFILE="2",
-    )  # fmt: skip
+    run = profiled_sft(demo_model, tmp_path, steps=6, profile=2)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "TRAIN_PROFILE: 2 steps from step 3 recorded" in run.stderr
     profile = tmp_path / "profile"
@@ -30,10 +34,7 @@ def test_profile_records_the_asked_steps_after_the_warm_up(demo_model: str, tmp_
 
 @pytest.mark.slow
 def test_a_run_too_short_for_the_profile_says_so_and_still_succeeds(demo_model: str, tmp_path: Path) -> None:
-    run = run_entrypoint(
-        TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
-        TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_MAX_STEPS="2", TRAIN_PROFILE="3",
-    )  # fmt: skip
+    run = profiled_sft(demo_model, tmp_path, steps=2, profile=3)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "before step 3 where recording starts; no profile written" in run.stderr
     assert not (tmp_path / "profile").exists()
