@@ -1,12 +1,14 @@
 """SFT throughput: padded batches against TRL's best-fit-decreasing packing (padding-free), on real lengths.
 
 Both train the same model for one epoch over the same records (the bundled Alpaca demo, 999 records,
-and the GSM8K chat sample, 449), so both see the same tokens; packing puts several records in one row
-of max_length tokens, with position ids restarting per record, which transformers turns into a block-
-diagonal attention mask (no record attends to another). Reported per dataset and repetition: tokens per
-second (TRL's `num_tokens` over `train_runtime`), and the eval loss after the epoch on the same held-out
-records (the job's 10 % split, packed like the training data), whose spread over the repetitions (the
-seed differs) is the bar for "the same loss".
+and the GSM8K chat sample, 449), so both see the same tokens. Packing puts several records in one row
+of max_length tokens, with position ids restarting per record; the job then runs attention per record
+(jobs/attention.py), so no record attends to another and none pays for the row's length. The packed run
+takes as many rows a step as hold the padded run's tokens a step, so both take about as many optimizer
+steps. Reported per dataset and repetition: tokens per second (TRL's `num_tokens` over
+`train_runtime`), and the eval loss after the epoch on the same held-out records (the job's 10 % split,
+packed like the training data), whose spread over the repetitions (the seed differs) is the bar for
+"the same loss".
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ DATASETS = {
     "alpaca": ROOT / "tests" / "data" / "realdata" / "llamafactory_alpaca_en_demo.json",
     "gsm8k": ROOT / "tests" / "data" / "realdata" / "foundry_gsm8k_chat_train.jsonl",
 }
-MODES = {"padded": {"TRAIN_PACKING": "false"}, "packed_bfd": {"TRAIN_PACKING": "true", "TRAIN_PACKING_STRATEGY": "bfd"}}
+MAX_LENGTH = 1024
+BATCH = 8  # records a step, padded
 REPEATS = 2
 
 
@@ -38,7 +41,7 @@ def one_epoch(model: str, data: Path, settings: dict[str, str], seed: int) -> di
         env.pop("TRAIN_MAX_STEPS")
         env |= {"TRAIN_DATA_PATH": str(data), "TRAIN_NUM_TRAIN_EPOCHS": "1", "TRAIN_SAVE_STRATEGY": "no",
                 "TRAIN_EVAL_STRATEGY": "epoch", "TRAIN_DROP_INVALID": "true", "TRAIN_MAX_INVALID_FRACTION": "0.5",
-                "TRAIN_SEED": str(seed), "TRAIN_MAX_LENGTH": "1024"}  # fmt: skip
+                "TRAIN_SEED": str(seed), "TRAIN_MAX_LENGTH": str(MAX_LENGTH)}  # fmt: skip
         log = work / "job.log"
         with log.open("w") as out:
             code = subprocess.run([sys.executable, "entrypoint.py"], cwd=ROOT, env=env, stdout=out, stderr=out,
@@ -59,16 +62,23 @@ def run(quick: bool = False, model: str = "tiny") -> dict[str, Any]:
     model_path(model)
     results: dict[str, Any] = {"model": model, "repeats": REPEATS}
     for name, data in DATASETS.items():
-        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+        runs: dict[str, list[dict[str, Any]]] = {"padded": [], "packed_bfd": []}
+        rows = 0
+        padded_settings = {"TRAIN_PACKING": "false", "TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": str(BATCH)}
         for seed in range(REPEATS):  # alternating
-            for mode, settings in MODES.items():
-                runs[mode].append(one_epoch(model, data, settings, seed))
+            runs["padded"].append(one_epoch(model, data, padded_settings, seed))
+            first = runs["padded"][0]
+            rows = max(1, round(first["num_tokens"] / first["steps"] / MAX_LENGTH))  # the padded run's tokens a step
+            packed_settings = {"TRAIN_PACKING": "true", "TRAIN_PACKING_STRATEGY": "bfd",
+                               "TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": str(rows)}  # fmt: skip
+            runs["packed_bfd"].append(one_epoch(model, data, packed_settings, seed))
         padded, packed = runs["padded"], runs["packed_bfd"]
         speed = [p["tokens_per_second"] for p in packed]
         results[name] = {
             "runs": runs,
             "speedup": round(statistics.median(speed) / statistics.median(r["tokens_per_second"] for r in padded), 2),
-            "eval_loss": {mode: [round(r["eval_loss"], 4) for r in runs[mode]] for mode in MODES},
+            "packed_rows_per_step": rows,
+            "eval_loss": {mode: [round(r["eval_loss"], 4) for r in runs[mode]] for mode in runs},
         }
     return results
 

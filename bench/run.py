@@ -57,16 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts")
     parser.add_argument("--quick", action="store_true", help="fewer steps: a check of the runner, not figures")
     args = parser.parse_args(argv)
-    started = time.monotonic()
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "quick": args.quick, "machine": machine()}
+    path = RESULTS / f"{results['date']}{'-quick' if args.quick else ''}.json"
+    if args.only and path.is_file():  # the other parts keep today's figures, each with the revision it ran at
+        earlier = json.loads(path.read_text())
+        for name in PARTS:
+            if name in earlier:
+                earlier[name].setdefault("revision", earlier["machine"]["revision"])
+        results = {**earlier, "machine": results["machine"]}
     for name in args.only or PARTS:
         part_started = time.monotonic()
         results[name] = PARTS[name](args.quick)
         results[name]["seconds"] = round(time.monotonic() - part_started)
+        results[name]["revision"] = results["machine"]["revision"]
         publish(name, results[name])
-    results["seconds"] = round(time.monotonic() - started)
+    results["seconds"] = sum(results[name].get("seconds", 0) for name in PARTS if name in results)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{results['date']}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
     if not args.quick:
         write_table(results)
@@ -84,7 +90,8 @@ def _ratio(figure: dict[str, Any]) -> str:
 def table_lines(results: dict[str, Any]) -> list[str]:
     """The Markdown table of what this run measured."""
     host = results["machine"]
-    lines = [f"Measured {results['date']} at {host['revision']} on {host['cpu']} ({host['cpus']} CPUs, "
+    revisions = sorted({results[name].get("revision", host["revision"]) for name in PARTS if name in results})
+    lines = [f"Measured {results['date']} at {', '.join(revisions)} on {host['cpu']} ({host['cpus']} CPUs, "
              f"{host['memory_gib']} GiB, GPU: {host['gpu']}), Python {host['python']}; "
              f"{results['seconds']} s in all. Ratios are ours / baseline: median (range over the repetitions); "
              "✓ meets the goal, ✗ misses it.", ""]  # fmt: skip
@@ -120,7 +127,8 @@ def _memory_lines(m: dict[str, Any]) -> list[str]:
 
 
 def _packing_lines(packing: dict[str, Any]) -> list[str]:
-    return [f"SFT packing (BFD, padding-free) against padded batches, {name}, {packing['model']} model: "
+    return [f"SFT packing (BFD, padding-free, attention per record) against padded batches, {name}, "
+            f"{packing['model']} model, {packing[name].get('packed_rows_per_step', '?')} packed rows a step: "
             f"{packing[name]['speedup']}x tokens/s (goal 1.5); eval loss padded {packing[name]['eval_loss']['padded']}, "
             f"packed {packing[name]['eval_loss']['packed_bfd']}." for name in ("alpaca", "gsm8k")]  # fmt: skip
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from jobs import attention
 from jobs.defaults import Device, model_settings
 from jobs.errors import ConfigError, EnvironmentProblem
 
@@ -63,6 +64,8 @@ def load_model(model_args: ModelConfig, trust_remote_code: bool = False) -> PreT
     from trl.trainer.utils import create_model_from_path
 
     quantization = get_quantization_config(model_args)
+    if model_args.attn_implementation == attention.NAME:
+        attention.register()
     kwargs: dict[str, Any] = {
         "revision": model_args.model_revision,
         "dtype": model_args.dtype,

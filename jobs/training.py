@@ -20,6 +20,7 @@ import transformers
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from jobs import attention
 from jobs.checkpoints import CheckpointMarker, discard, latest_complete_checkpoint, publish_final
 from jobs.config import JobConfig, redact
 from jobs.defaults import Device, training_settings
@@ -144,6 +145,8 @@ def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[An
     if "tensorboard" in args.report_to:  # read by transformers' TensorBoardCallback when it is created
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(config.layout.tensorboard))
     tokenizer = load_tokenizer(model_args)
+    if attention.choose(model_args, args):
+        logger.info("padding-free batches: attention per packed sequence (%s, see jobs/attention.py)", attention.NAME)
     guards.memory.start()
     model = load_model(model_args, trust_remote_code=args.trust_remote_code)
     try:
