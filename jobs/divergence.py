@@ -140,8 +140,20 @@ class TrainingState:
         self.grad_norms.append(grad_norm)
 
 
+# Elements of a weight read for the update norm: a strided sample of larger tensors. The exact norm reads
+# the two AdamW moments and the weights whole, several passes over the model at every log line (0.6-1.4 s
+# a reading on a 76M model on CPU, 2-4 % of its training time at a log line every 10 steps).
+UPDATE_SAMPLE = 1 << 16
+
+
+def _sampled(tensor: Any, stride: int) -> Any:
+    return tensor.detach().reshape(-1)[::stride]
+
+
 def adamw_update_norm(optimizer: Any) -> float | None:
-    """The norm of the update AdamW just applied, from its moments; None for other optimizers."""
+    """The norm of the update AdamW just applied, from its moments; None for other optimizers. Tensors over
+    UPDATE_SAMPLE elements contribute a strided sample of their elements, scaled to the whole: the ratio it
+    feeds is a health reading whose warnings sit orders of magnitude apart."""
     import torch
 
     inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps it
@@ -154,11 +166,12 @@ def adamw_update_norm(optimizer: Any) -> float | None:
             state = inner.state.get(param, {})
             if "exp_avg" not in state:
                 continue
+            stride = max(1, param.numel() // UPDATE_SAMPLE)
             step = float(state["step"])
-            moment = state["exp_avg"] / (1 - beta1**step)
-            scale = (state["exp_avg_sq"] / (1 - beta2**step)).sqrt().add_(group["eps"])
-            update = moment.div_(scale).add_(param.detach(), alpha=group["weight_decay"]).mul_(group["lr"])
-            total += float(update.float().pow(2).sum())
+            moment = _sampled(state["exp_avg"], stride) / (1 - beta1**step)
+            scale = (_sampled(state["exp_avg_sq"], stride) / (1 - beta2**step)).sqrt_().add_(group["eps"])
+            update = moment.div_(scale).add_(_sampled(param, stride), alpha=group["weight_decay"]).mul_(group["lr"])
+            total += float(update.float().pow(2).sum()) * param.numel() / update.numel()
     return math.sqrt(total)
 
 

@@ -35,6 +35,10 @@ logger = logging.getLogger("jobs.monitor.server")
 # How often serve_forever looks for a shutdown request: the entrypoint waits for the exporter to stop
 # before it exits (the default half second was most of a short run's time to exit).
 SHUTDOWN_POLL_SECONDS = 0.05
+# Scrapes this close together share one render: collecting every process's values, the process tree and
+# NVML costs milliseconds of CPU, which a scraper polling many times a second would take from training
+# (dcgm-exporter collects every 30 s for the same reason). Prometheus scrapes every 15-60 s: always fresh.
+RENDER_REUSE_SECONDS = 1.0
 
 
 def build_registry(job_pid: int) -> CollectorRegistry:
@@ -49,12 +53,18 @@ def build_registry(job_pid: int) -> CollectorRegistry:
 
 class ScrapeLog:
     """The scrapes of /metrics, numbered from 1 as they begin: how many began, and the highest number that
-    has been answered. The entrypoint asks (GET /scrapes) to linger only until the final values are read."""
+    has been answered. The entrypoint asks (GET /scrapes) to linger only until the final values are read.
+
+    It also keeps the last render: a scrape within RENDER_REUSE_SECONDS of it gets the same bytes. Asking
+    /scrapes draws a line: no scrape numbered after it reuses a render begun before it, so the scrape the
+    entrypoint waits for after the end always reads the final values."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.begun = 0
         self.answered = 0
+        self._line = 0  # scrapes numbered above this render afresh, or reuse a render numbered above it
+        self._render: tuple[int, float, bytes] | None = None  # (scrape number, when it began, body)
 
     def begin(self) -> int:
         with self._lock:
@@ -65,8 +75,21 @@ class ScrapeLog:
         with self._lock:
             self.answered = max(self.answered, number)
 
+    def reusable(self, now: float) -> bytes | None:
+        with self._lock:
+            if self._render is None:
+                return None
+            number, began, body = self._render
+            return body if number > self._line and now - began < RENDER_REUSE_SECONDS else None
+
+    def keep(self, number: int, began: float, body: bytes) -> None:
+        with self._lock:
+            if number > self._line and (self._render is None or number > self._render[0]):
+                self._render = (number, began, body)
+
     def as_json(self) -> bytes:
         with self._lock:
+            self._line, self._render = self.begun, None
             return json.dumps({"begun": self.begun, "answered": self.answered}).encode() + b"\n"
 
 
@@ -77,8 +100,12 @@ class MetricsHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            number = self.scrapes.begin()
-            self._reply(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))
+            number, began = self.scrapes.begin(), time.monotonic()
+            body = self.scrapes.reusable(began)
+            if body is None:
+                body = generate_latest(self.registry)
+                self.scrapes.keep(number, began, body)
+            self._reply(200, CONTENT_TYPE_LATEST, body)
             self.scrapes.answer(number)
         elif path == "/healthz":
             self._reply(200, "text/plain; charset=utf-8", b"ok\n")
