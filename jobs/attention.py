@@ -47,8 +47,10 @@ def supports(config: Any) -> bool:
     window = getattr(config, "sliding_window", None)
     if window is not None and getattr(config, "use_sliding_window", True):
         return False
-    if any(getattr(config, name, None) for name in ("attn_logit_softcapping", "layer_types_sliding")):
+    if getattr(config, "attn_logit_softcapping", None):
         return False
+    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()):
+        return False  # some layers windowed or chunked (Gemma 3, GPT-OSS, Llama 4)
     return not getattr(config, "is_encoder_decoder", False)
 
 

@@ -87,6 +87,8 @@ def test_sequence_bounds() -> None:
         ({"sliding_window": 4096, "use_sliding_window": False}, True),  # Qwen2's default: the window is off
         ({"sliding_window": 4096}, False),  # Mistral: every layer windowed
         ({"attn_logit_softcapping": 50.0}, False),  # Gemma 2
+        ({"layer_types": ["full_attention", "full_attention"]}, True),
+        ({"layer_types": ["sliding_attention", "full_attention"]}, False),  # Gemma 3, GPT-OSS
         ({"is_encoder_decoder": True}, False),
     ],
 )
