@@ -5,7 +5,8 @@
 Same model, same records (the job's validated data/train.jsonl and data/eval.jsonl) and every TRL setting
 the job resolved (`training_resolved`, `model_resolved` in effective_config.json), loaded and trained the
 way TRL's own example scripts do it (trl/scripts/sft.py, dpo.py, kto.py): no validation, no exporter,
-none of the job's guards. It prints one JSON line: when the first optimizer step ended and when training
+none of the job's guards, and for packed rows transformers' default attention rather than the job's
+(jobs/attention.py). It prints one JSON line: when the first optimizer step ended and when training
 ended, in seconds since the process started, and the tokens it trained on per second.
 """
 
@@ -50,6 +51,8 @@ def main() -> None:
         settings["max_steps"] = args.max_steps
     training_args = getattr(trl, config_name)(**settings)
     model_args = trl.ModelConfig(**effective["model_resolved"])
+    if model_args.attn_implementation == "sdpa_varlen":  # the job's own attention for packed rows (jobs/attention.py)
+        model_args.attn_implementation = None  # plain TRL packs under transformers' default, SDPA
 
     model = AutoModelForCausalLM.from_pretrained(
         model_args.model_name_or_path,
