@@ -67,8 +67,9 @@ def run(quick: bool = False, model: str = "tiny") -> dict[str, Any]:
         padded_settings = {"TRAIN_PACKING": "false", "TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": str(BATCH)}
         for seed in range(REPEATS):  # alternating
             runs["padded"].append(one_epoch(model, data, padded_settings, seed))
-            first = runs["padded"][0]
-            rows = max(1, round(first["num_tokens"] / first["steps"] / MAX_LENGTH))  # the padded run's tokens a step
+            if not rows:  # as many rows a step as hold the first padded run's tokens a step
+                first = runs["padded"][0]
+                rows = max(1, round(first["num_tokens"] / first["steps"] / MAX_LENGTH))
             packed_settings = {"TRAIN_PACKING": "true", "TRAIN_PACKING_STRATEGY": "bfd",
                                "TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": str(rows)}  # fmt: skip
             runs["packed_bfd"].append(one_epoch(model, data, packed_settings, seed))

@@ -77,10 +77,10 @@ class ScrapeLog:
 
     def reusable(self, now: float) -> bytes | None:
         with self._lock:
-            if self._render is None:
+            if self._render is None:  # none yet, or dropped at the line (`keep` takes none from before it)
                 return None
-            number, began, body = self._render
-            return body if number > self._line and now - began < RENDER_REUSE_SECONDS else None
+            _, began, body = self._render
+            return body if now - began < RENDER_REUSE_SECONDS else None
 
     def keep(self, number: int, began: float, body: bytes) -> None:
         with self._lock:
