@@ -12,6 +12,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Validation's compiled byte scans (jobs/data/_scan.c); without a C compiler validation runs slower without them.
+SCAN_EXT := jobs/data/_scan$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+ENV := $(STAMP) $(SCAN_EXT)
 DEMO_MODEL := .cache/demo-model
 LINT_PATHS := jobs entrypoint.py
 
@@ -32,7 +35,10 @@ $(STAMP): requirements.txt requirements-dev.txt scripts/install.sh
 	scripts/install.sh $(PY) requirements.txt requirements-dev.txt
 	touch $@
 
-install: $(STAMP)
+$(SCAN_EXT): jobs/data/_scan.c scripts/build-ext.sh | $(STAMP)
+	scripts/build-ext.sh $(PY)
+
+install: $(ENV)
 
 $(DEMO_MODEL)/config.json: jobs/demo.py jobs/counting.py | $(STAMP)
 	$(PY) -m jobs.demo model $(DEMO_MODEL)
@@ -40,18 +46,18 @@ $(DEMO_MODEL)/config.json: jobs/demo.py jobs/counting.py | $(STAMP)
 demo-model: $(DEMO_MODEL)/config.json
 
 # The demo's variables (model, data, learning rate) apply under whatever TRAIN_* the user set.
-$(METHODS): $(STAMP) $(DEMO_PREREQ)
+$(METHODS): $(ENV) $(DEMO_PREREQ)
 	$(PY) -m jobs.demo run $@
 
-validate: $(STAMP)
+validate: $(ENV)
 	$(PY) -m jobs.demo run validate
 
-estimate: $(STAMP) $(DEMO_PREREQ)
+estimate: $(ENV) $(DEMO_PREREQ)
 	$(PY) -m jobs.demo run estimate
 
 # TRAIN_PROFILE steps of a method's demo (TRAIN_METHOD, default sft) recorded by the torch profiler into
 # <TRAIN_OUTPUT_DIR>/profile/ (jobs/profiling.py); by default a fresh output/profile-<method>/ each time.
-profile: $(STAMP) $(DEMO_PREREQ)
+profile: $(ENV) $(DEMO_PREREQ)
 	method=$${TRAIN_METHOD:-sft}; out=$${TRAIN_OUTPUT_DIR:-output/profile-$$method}; \
 	[ -n "$${TRAIN_OUTPUT_DIR:-}" ] || rm -rf "$$out"; \
 	TRAIN_OUTPUT_DIR=$$out TRAIN_PROFILE=$${TRAIN_PROFILE:-5} TRAIN_MAX_STEPS=$${TRAIN_MAX_STEPS:-10} \
@@ -63,7 +69,7 @@ test-tools:
 	scripts/test-tools.sh
 
 # pytest's exit 5 ("no tests collected") is not a failure of the suite.
-test: test-tools $(STAMP) $(DEMO_MODEL)/config.json
+test: test-tools $(ENV) $(DEMO_MODEL)/config.json
 	$(PY) -m pytest $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] || exit $$rc; }
 
 lint: $(STAMP)
@@ -75,7 +81,7 @@ lint: $(STAMP)
 	$(VENV)/bin/shellcheck -x scripts/*.sh
 
 # Speed and memory against baselines measured in the same run: bench/results/<date>.json, BENCHMARKS.md.
-bench: $(STAMP) $(DEMO_MODEL)/config.json
+bench: $(ENV) $(DEMO_MODEL)/config.json
 	$(PY) -m bench.run
 
 # The image: docker build when a daemon answers, else buildah (IMAGE=trainjob:latest; scripts/image.sh).

@@ -17,17 +17,16 @@ import orjson
 
 from jobs.data.adapters import ADAPTERS, Adapter, detect_adapter
 from jobs.data.formats import FORMATS, MESSAGE_KEYS, Format, SchemaChecker, native_format
-from jobs.data.hygiene import hygiene, screen
+from jobs.data.hygiene import hygiene
 from jobs.data.keys import KeyTable, LeakIndex
 from jobs.data.prepared import PreparedWriter
-from jobs.data.readers import FatalReadError, Unparsable, iter_records
+from jobs.data.readers import FatalReadError, Unparsable, iter_lines
 from jobs.data.report import FileReport
+from jobs.data.scan import COMPILED, scan
 from jobs.data.semantics import Finding, check_record, message_text
-from jobs.data.split import canonical, exact_key, goes_to_eval, normalized_key
+from jobs.data.split import canonical, goes_to_eval, normalized_key
 
 logger = logging.getLogger(__name__)
-
-SCREEN_BATCH = 128  # records screened for character hygiene at once: numpy's per-call cost spread thin, in cache
 
 
 @dataclass(frozen=True)
@@ -99,6 +98,8 @@ def prompt_part(record: dict[str, Any], fmt: Format) -> Any:
 
 
 def text_length(record: dict[str, Any], fmt: Format) -> int:
+    if not fmt.conversational:
+        return sum(len(value) for name in fmt.fields if isinstance(value := record[name], str))
     total = 0
     for name in fmt.fields:
         value = record[name]
@@ -140,21 +141,19 @@ class FileValidator:
             self._note_shape(self.shape)
         self._shape_keys: set[str] = set()  # the keys of the record that locked the shape
         self.lengths = array("I")
-        # Accepted records waiting for their batch's hygiene screen: (line, record, prepared, its JSON, format).
-        self._pending: list[tuple[int, dict[str, Any], dict[str, Any], bytes, Format]] = []
 
-    def run(self, records: Iterable[tuple[int, Any]] | None = None) -> FileReport:
-        for line, item in records if records is not None else iter_records(self.path):
+    def run(self, records: Iterable[tuple[int, Any, bytes | None]] | None = None) -> FileReport:
+        """Every record of the file (or of `records`: line, parsed record, its line as written or None)."""
+        for line, item, written in records if records is not None else iter_lines(self.path):
             if isinstance(item, FatalReadError):
                 self.report.fatal = f"{self.path}:{line}: {item.message}"
                 break
             self.report.records += 1
             if self.report.wrong_kind is None:  # data of the wrong kind is only counted, for the refusal
-                self._process(line, item)
-        self._flush()
+                self._process(line, item, written)
         return self.report
 
-    def _process(self, line: int, item: Any) -> None:
+    def _process(self, line: int, item: Any, written: bytes | None) -> None:
         if isinstance(item, Unparsable):
             return self._reject(line, [("/", item.message)])
         if not isinstance(item, dict):
@@ -164,23 +163,27 @@ class FileValidator:
         if shape is None:
             return None
         fmt, adapter = shape
+        if adapter is None:
+            return self._check(line, item, fmt, written)
         try:
-            record = adapter.convert(item) if adapter else item
+            record = adapter.convert(item)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-            name = adapter.name if adapter else fmt.name
-            return self._reject(line, [("/", f"cannot convert from {name}: {error!r}")])
-        return self._check(line, record, fmt, converted=adapter is not None)
+            return self._reject(line, [("/", f"cannot convert from {adapter.name}: {error!r}")])
+        return self._check(line, record, fmt, None, converted=True)
 
-    def _check(self, line: int, record: dict[str, Any], fmt: Format, converted: bool) -> None:
+    def _check(
+        self, line: int, record: dict[str, Any], fmt: Format, written: bytes | None, converted: bool = False
+    ) -> None:
         assert self.checker is not None
         if not self.checker.is_valid(record):
             return self._reject(line, self.checker.violations(record), converted=converted)
         findings = check_record(record, fmt)
-        self._warn(line, findings)
-        errors = [(f.path, f.message) for f in findings if not f.warning]
-        if errors:
-            return self._reject(line, errors, converted=converted)
-        return self._accept(line, record, fmt)
+        if findings:
+            self._warn(line, findings)
+            errors = [(f.path, f.message) for f in findings if not f.warning]
+            if errors:
+                return self._reject(line, errors, converted=converted)
+        return self._accept(line, record, fmt, written)
 
     def _detect(self, item: dict[str, Any]) -> tuple[Format, Adapter | None] | None:
         chosen = self.policy.data_format
@@ -260,8 +263,6 @@ class FileValidator:
             )  # fmt: skip
 
     def _reject(self, line: int, problems: list[tuple[str, str]], converted: bool = False) -> None:
-        if self._pending:
-            self._flush()  # the queued, earlier records first: errors and drops stay in line order
         self.report.invalid_records += 1
         note = f" (in the record converted by the {self.report.adapter} adapter)" if converted else ""
         for path, message in problems:
@@ -276,27 +277,20 @@ class FileValidator:
                 warned.add(finding.message)
                 self.report.add_warning(line, finding.path, finding.message)
 
-    def _accept(self, line: int, record: dict[str, Any], fmt: Format) -> None:
-        """Queue a record that passed its checks; the queue's character hygiene is screened in one batch."""
-        prepared = prepared_record(record, fmt)
-        self._pending.append((line, record, prepared, canonical(prepared, nested=fmt.conversational), fmt))
-        if len(self._pending) >= SCREEN_BATCH:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Finish the queued records, in order: their hygiene, then keys, leakage, side and write."""
-        pending, self._pending = self._pending, []
-        for screened, (line, record, prepared, data, fmt) in zip(screen([p[3] for p in pending]), pending, strict=True):
-            findings = hygiene(record, fmt, screened, self.policy.text_errors)
+    def _accept(self, line: int, record: dict[str, Any], fmt: Format, written: bytes | None) -> None:
+        """A record that passed its checks: its character hygiene, then keys, leakage, side and write."""
+        prepared, data, (kinds, _, exact) = _serialised(record, fmt, written)
+        findings = hygiene(record, fmt, kinds, self.policy.text_errors) if kinds else None
+        if findings:
             self._warn(line, findings)
             errors = [(f.path, f"{f.message} (an error under TRAIN_TEXT_ERRORS)") for f in findings if not f.warning]
             if errors:
-                self._reject(line, errors)
-            else:
-                self._keep(line, record, prepared, data, fmt)
+                return self._reject(line, errors)
+        return self._keep(line, record, fmt, (prepared, data, exact))
 
-    def _keep(self, line: int, record: dict[str, Any], prepared: dict[str, Any], data: bytes, fmt: Format) -> None:
-        exact = exact_key(data)
+    def _keep(self, line: int, record: dict[str, Any], fmt: Format, out: tuple[dict[str, Any], bytes, int]) -> None:
+        """Keys, leakage, side and write of an accepted record; `out`: its prepared form, line and digest."""
+        prepared, data, exact = out
         normalized = normalized_key(prepared[name] for name in fmt.fields) if self.needs_normalized else 0
         self.split.seen.add(exact, line)
         if self.role == "eval" and self._leaks(line, exact, normalized):
@@ -348,6 +342,24 @@ class FileValidator:
         for mine, theirs in zip(self.split.tables(), shard.split.tables(), strict=True):
             mine.extend(theirs, offset)
         self.lengths.extend(shard.lengths)
+
+
+def _serialised(
+    record: dict[str, Any], fmt: Format, written: bytes | None
+) -> tuple[dict[str, Any], bytes, tuple[int, int, int]]:
+    """The prepared record, its line in the prepared file (with its newline) and that line's scan. The line
+    as the user wrote it where it already is the prepared record (a plain format's fields in order, each
+    once: a line repeating a key parses to fewer keys than it holds), so that most files are never
+    re-serialised; the canonical JSON otherwise. The scan's digest is the same for both."""
+    if written is not None and COMPILED and not fmt.conversational and tuple(record) == fmt.fields:
+        found = scan(written)
+        if found[1] == len(fmt.fields):
+            if not written.endswith(b"\n") or written.endswith(b"\r\n"):  # the file's last line, or CRLF
+                written = written.rstrip(b"\r\n") + b"\n"
+            return record, written, found
+    prepared = prepared_record(record, fmt)
+    data = canonical(prepared, nested=fmt.conversational) + b"\n"
+    return prepared, data, scan(data)
 
 
 def _kind_label(kind: str) -> str:

@@ -24,28 +24,35 @@ class PreparedWriter:
         self.paths = {side: directory / f"{side}.jsonl" for side in ("train", "eval")}
         self.counts = {"train": 0, "eval": 0}
         self._handles: dict[str, IO[bytes]] = {}
+        for path in self.paths.values():  # left by an interrupted run: records are appended from here on
+            path.with_suffix(".partial").unlink(missing_ok=True)
 
     def _handle(self, side: str) -> IO[bytes]:
         handle = self._handles.get(side)
         if handle is None:
             # A large buffer: records of a few KB each would otherwise flush every other write.
             partial = self.paths[side].with_suffix(".partial")
-            handle = self._handles[side] = open(partial, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115
+            handle = self._handles[side] = open(partial, "ab", buffering=WRITE_BUFFER)  # noqa: SIM115
         return handle
 
-    def write(self, side: str, data: bytes) -> None:
-        handle = self._handle(side)
-        handle.write(data)  # two writes into the buffer cost less than one concatenated copy
-        handle.write(b"\n")
+    def write(self, side: str, line: bytes) -> None:
+        """One record's JSON, ending with its newline."""
+        self._handle(side).write(line)
         self.counts[side] += 1
 
     def append_files(self, other: PreparedWriter) -> None:
-        """Append another (closed) writer's partial files, in order: how shards are joined."""
+        """Append another (closed) writer's partial files, in order: how shards are joined. A side this writer
+        has nothing in yet takes the other's file by renaming it, without a copy."""
         for side, path in other.paths.items():
             partial = path.with_suffix(".partial")
-            if other.counts[side] and partial.exists():
+            if not (other.counts[side] and partial.exists()):
+                continue
+            mine = self.paths[side].with_suffix(".partial")
+            if self.counts[side] == 0 and side not in self._handles and not mine.exists():
+                partial.replace(mine)
+            else:
                 copy_into(partial, self._handle(side))
-                self.counts[side] += other.counts[side]
+            self.counts[side] += other.counts[side]
 
     def close(self) -> None:
         for handle in self._handles.values():

@@ -66,42 +66,53 @@ def open_binary(path: Path) -> IO[bytes]:
 
 def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (1-based line or row, parsed record | Unparsable | FatalReadError)."""
+    for line, item, _ in iter_lines(path):
+        yield line, item
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, Any, bytes | None]]:
+    """`iter_records` with each .jsonl record's line as written (None from other file types)."""
     suffix = base_suffix(path)
     try:
         if suffix == ".parquet":
-            yield from _iter_parquet(path)
+            yield from ((row, record, None) for row, record in _iter_parquet(path))
         elif suffix == ".json":
-            yield from iter_json_array(path)
+            yield from ((line, record, None) for line, record in iter_json_array(path))
         else:
             yield from LineCounter(path)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
-        yield 0, FatalReadError(f"the file cannot be read to its end ({error})")
+        yield 0, FatalReadError(f"the file cannot be read to its end ({error})"), None
 
 
 class LineCounter:
-    """The records of a .jsonl file, or of the byte range [start, end) of one; `lines` counts every line read."""
+    """The records of a .jsonl file, or of the byte range [start, end) of one, each with its line as written
+    (without a BOM); `lines` counts every line read."""
 
     def __init__(self, path: Path, start: int = 0, end: int | None = None) -> None:
         self.path, self.start, self.end = path, start, end
         self.lines = 0
 
-    def __iter__(self) -> Iterator[tuple[int, Any]]:
+    def __iter__(self) -> Iterator[tuple[int, Any, bytes | None]]:
+        end = self.end if self.end is not None else float("inf")
         with open_binary(self.path) as handle:
             if self.start:
                 handle.seek(self.start)
-            position = self.start
-            for raw_line in handle:
-                if self.end is not None and position >= self.end:
-                    break
-                position += len(raw_line)
-                self.lines += 1
-                line = raw_line.removeprefix(BOM) if position == len(raw_line) else raw_line
-                if line.isspace() or not line:  # no stripped copy of every line
-                    continue
-                try:
-                    yield self.lines, orjson.loads(line)
-                except orjson.JSONDecodeError as error:
-                    yield self.lines, Unparsable(f"not valid JSON: {error}")
+            position, lines = self.start, 0
+            try:
+                for raw_line in handle:
+                    if position >= end:
+                        break
+                    line = raw_line.removeprefix(BOM) if position == 0 else raw_line
+                    position += len(raw_line)
+                    lines += 1
+                    if line.isspace() or not line:  # no stripped copy of every line
+                        continue
+                    try:
+                        yield lines, orjson.loads(line), line
+                    except orjson.JSONDecodeError as error:
+                        yield lines, Unparsable(f"not valid JSON: {error}"), None
+            finally:
+                self.lines = lines
 
 
 def without_nulls(value: Any) -> Any:

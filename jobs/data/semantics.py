@@ -104,11 +104,11 @@ def _core(text: str) -> str:
 
 
 def _plain(record: dict[str, Any], fmt: Format) -> list[Finding]:
-    return [
-        Finding(f"/{name}", "empty or whitespace-only text")
-        for name in fmt.fields
-        if isinstance(text := record[name], str) and _blank(text)
-    ]
+    """Findings of a record of a plain (non-conversational) format: errors only."""
+    blank = [name for name in fmt.fields if isinstance(text := record[name], str) and (not text or text.isspace())]
+    if blank:
+        return [Finding(f"/{name}", "empty or whitespace-only text") for name in blank]
+    return _same_pair(record, fmt) if "rejected" in fmt.fields else []
 
 
 def _part(name: str, fmt: Format) -> str:
@@ -189,7 +189,9 @@ def check_record(record: dict[str, Any], fmt: Format) -> list[Finding]:
         pair = _implicit_pair(record["chosen"], record["rejected"])
         if pair:
             return pair
-    findings = _conversations(record, fmt) + _tools(record, fmt) if fmt.conversational else _plain(record, fmt)
+    if not fmt.conversational:
+        return _plain(record, fmt)
+    findings = _conversations(record, fmt) + _tools(record, fmt)
     if "rejected" in fmt.fields and not any(not f.warning for f in findings):
         findings += _same_pair(record, fmt)
     return findings

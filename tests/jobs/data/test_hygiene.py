@@ -1,15 +1,16 @@
-"""Character hygiene: the byte-level screen over a batch of records, and the exact checks it points to."""
+"""Character hygiene: the screen of each record's JSON (jobs/data/scan.py), and the exact checks it points to."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import orjson
 import pytest
 
-import jobs.data.file_validator
 from jobs.data.formats import FORMATS
-from jobs.data.hygiene import KIND_BITS, TEXT_CHECKS, hygiene, screen
+from jobs.data.hygiene import KIND_BITS, TEXT_CHECKS, hygiene
+from jobs.data.scan import scan
 from jobs.data.validate import validate_dataset
 from jobs.preflight import data_policy
 from tests.helpers import write_jsonl
@@ -40,7 +41,7 @@ from tests.helpers import write_jsonl
 )
 def test_character_hygiene_warnings(text: str, kinds: list[str]) -> None:
     record = {"text": text}
-    findings = hygiene(record, FORMATS["text"], screen([orjson.dumps(record)])[0])
+    findings = hygiene(record, FORMATS["text"], scan(orjson.dumps(record))[0])
     by_message = {message: kind for kind, message in TEXT_CHECKS.items()}
     assert [by_message[f.message] for f in findings] == kinds
     assert all(f.warning and f.path == "/text" for f in findings)
@@ -48,7 +49,7 @@ def test_character_hygiene_warnings(text: str, kinds: list[str]) -> None:
 
 def test_text_errors_make_the_named_kinds_errors() -> None:
     record = {"text": "caf\ufffd \u202e"}
-    findings = hygiene(record, FORMATS["text"], screen([orjson.dumps(record)])[0], frozenset({"bidi"}))
+    findings = hygiene(record, FORMATS["text"], scan(orjson.dumps(record))[0], frozenset({"bidi"}))
     assert sorted((f.message.split(" ")[0], f.warning) for f in findings) == [
         ("U+FFFD", True),
         ("bidirectional", False),
@@ -66,17 +67,14 @@ def test_text_errors_make_the_named_kinds_errors() -> None:
         pytest.param("x\uf8ffy", "private_use", id="private-use-top"),
     ],
 )
-def test_the_screen_finds_each_kind_in_its_record_of_a_batch(text: str, kind: str) -> None:
-    clean = [orjson.dumps({"text": f"clean {i} “quoted” café \\b"}) for i in range(3)]
-    masks = screen([*clean, orjson.dumps({"text": text}), *clean])
-    assert masks[3] & KIND_BITS[kind]
-    assert masks[:3] == masks[4:] == [0, 0, 0]  # an escaped backslash before a b is only a backslash
+def test_the_screen_finds_each_kind_however_it_is_written(text: str, kind: str) -> None:
+    record = {"text": f"clean “quoted” café \\b {text}"}
+    for written in (orjson.dumps(record), json.dumps(record).encode(), json.dumps(record, ensure_ascii=False).encode()):
+        assert scan(written)[0] == KIND_BITS[kind], written
+    assert scan(orjson.dumps({"text": "clean “quoted” café \\b"}))[0] == 0  # an escaped backslash before a b
 
 
-def test_hygiene_findings_keep_their_lines_across_batches_and_rejections(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(jobs.data.file_validator, "SCREEN_BATCH", 2)
+def test_hygiene_findings_keep_their_lines_among_rejections(tmp_path: Path) -> None:
     texts = ["fine", "caf\ufffd", "bidi \u202e", "fine too", "", "caf\ufffd again", "fine", "\u202e again"]
     data = write_jsonl(tmp_path / "d.jsonl", [{"text": t} for t in texts])
     policy = data_policy("sft", drop_invalid=True, max_invalid_fraction=0.5, text_errors=frozenset({"bidi"}))

@@ -116,3 +116,38 @@ def test_validate_does_not_import_torch_without_a_model(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["0", "False"]
+
+
+def test_a_line_that_already_is_the_prepared_record_is_written_as_it_is(tmp_path: Path) -> None:
+    pairs = _pairs(4)
+    lines = [
+        json.dumps(pairs[0]),  # Python's spacing and ASCII escapes: kept
+        json.dumps({**pairs[1], "prompt": "caf\u00e9 \U0001f600"}),
+        json.dumps(pairs[2])[:-1] + ', "chosen": "replaced"}',  # a repeated key: the parser keeps the last
+        json.dumps({"chosen": "c", "prompt": "p", "rejected": "r"}),  # another key order
+        json.dumps(pairs[3]),
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(("\r\n".join(lines[:-1]) + "\r\n" + lines[-1]).encode())  # CRLF, no newline at the end
+    result = validate_dataset(data, None, data_policy("dpo"), tmp_path / "p")
+    assert result.refused is None
+    written = (tmp_path / "p" / "train.jsonl").read_bytes()
+    assert written.endswith(b"\n") and b"\r" not in written
+    assert written.splitlines() == [
+        lines[0].encode(),
+        lines[1].encode(),
+        json.dumps({**pairs[2], "chosen": "replaced"}, separators=(",", ":")).encode(),  # re-serialised
+        b'{"prompt":"p","chosen":"c","rejected":"r"}',  # in the format's order
+        lines[4].encode(),
+    ]
+
+
+def test_a_record_written_twice_in_different_spellings_is_a_duplicate(tmp_path: Path) -> None:
+    record = {"prompt": 'caf\u00e9 / "quoted"\n', "chosen": "yes", "rejected": "no"}
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        json.dumps(record) + "\n" + json.dumps(record, ensure_ascii=False, indent=1).replace("\n", "") + "\n"
+    )
+    result = validate_dataset(data, None, data_policy("dpo"), tmp_path / "p")
+    assert result.files[0].duplicates["count"] == 1
+    assert result.files[0].duplicates["examples"] == [{"line": 2, "first_line": 1}]

@@ -1,0 +1,54 @@
+"""One pass over a record's JSON: its character hygiene screen, its top-level key count and its digest.
+
+`scan` runs compiled (jobs/data/_scan.c, built by `make` through scripts/build-ext.sh). It reads either a
+.jsonl line as the user wrote it or the job's canonical JSON of a record, once, and gives:
+  - the hygiene kinds (hygiene.KIND_BITS) the record's strings may hold, from their code points, raw or
+    escaped; the exact checks then run only on the texts of a record that may hold one;
+  - how many keys its top-level object has (a line repeating a key parses to fewer);
+  - a 64-bit digest of its content (strings' code points, the structure outside them), equal for the
+    same record however it is spaced or escaped: the key of exact duplicates and leakage.
+Without the compiled module (no C compiler where the environment was built) validation finds the same:
+every text gets the exact checks, the digest is xxh3 of the canonical JSON and every line is re-serialised.
+"""
+
+from __future__ import annotations
+
+import xxhash
+
+from jobs.data.hygiene import KIND_BITS
+
+try:
+    from jobs.data import _scan
+except ImportError:
+    _scan = None
+
+COMPILED = _scan is not None
+EVERY_KIND = sum(KIND_BITS.values())
+NOT_COUNTED = -1  # the key count where nothing counted them
+
+_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+_WHITESPACE = b" \t\n\r"
+
+
+def scan_python(data: bytes) -> tuple[int, int, int]:
+    """What `scan` gives without the compiled module, for canonical JSON only (it does not see through
+    spacing or escapes): every kind, no key count, xxh3 of the bytes."""
+    return EVERY_KIND, NOT_COUNTED, xxhash.xxh3_64_intdigest(data)
+
+
+def fold_python(text: str) -> bytes:
+    """The text as UTF-8 with ASCII letters lower-cased and ASCII whitespace removed."""
+    return text.encode("utf-8", "surrogatepass").translate(_LOWER, _WHITESPACE)
+
+
+def fold(text: str) -> bytes:
+    """`fold_python`, compiled where built (a lone surrogate, from a JSON \\ud800 escape, takes Python's)."""
+    if _scan is not None:
+        try:
+            return _scan.fold(text)
+        except UnicodeEncodeError:
+            pass
+    return fold_python(text)
+
+
+scan = _scan.scan if _scan is not None else scan_python
