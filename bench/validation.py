@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,18 +40,23 @@ with open(sys.argv[1], "rb") as handle:
     for line in handle:
         orjson.loads(line)
 """
+# The job keeps its prepared files: deleting them (600 MB) is done after the timing, in the same process.
 VALIDATE = """
-import sys, tempfile
+import sys
 from pathlib import Path
 from jobs.data.validate import validate_dataset
 from jobs.preflight import data_policy
-with tempfile.TemporaryDirectory() as out:
-    result = validate_dataset(Path(sys.argv[1]), None, data_policy("dpo", eval_split=float(sys.argv[2])), Path(out))
-    assert result.refused is None, result.refused
+policy = data_policy("dpo", eval_split=float(sys.argv[2]))
+result = validate_dataset(Path(sys.argv[1]), None, policy, Path(sys.argv[3]))
+assert result.refused is None, result.refused
 print("tables", *(f"{k}={v}" for k, v in result.table_bytes.items()))
 """
+REMOVE_PREPARED = """
+import shutil
+shutil.rmtree(sys.argv[3])
+"""
 # Wraps a snippet: wall time and CPU time (the process and its shard workers) of the snippet alone, imports
-# excluded; the peak RSS of the process and of its largest worker.
+# excluded; the peak RSS of the process and of its largest worker. `after` runs once they are printed.
 HARNESS = """
 import resource, time
 def cpu():
@@ -59,6 +65,7 @@ start, start_cpu = time.perf_counter(), cpu()
 {body}
 elapsed, cpu_seconds = time.perf_counter() - start, cpu() - start_cpu
 print(elapsed, cpu_seconds, *(resource.getrusage(who).ru_maxrss * 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+{after}
 """
 
 
@@ -90,9 +97,9 @@ class Run:
     tables: dict[str, int]  # what the snippet reported on a `tables k=v ...` line (key-table bytes)
 
 
-def measure(snippet: str, *args: str) -> Run:
+def measure(snippet: str, *args: str, after: str = "") -> Run:
     """The snippet run REPEATS times, each in a fresh process."""
-    code = HARNESS.format(body=textwrap.dedent(snippet))
+    code = HARNESS.format(body=textwrap.dedent(snippet), after=textwrap.dedent(after))
     runs = []
     tables: dict[str, int] = {}
     for _ in range(REPEATS):
@@ -112,7 +119,9 @@ def run(quick: bool = False) -> dict[str, object]:
     results: dict[str, object] = {"records_per_file": list(SIZES), "bytes": {n: files[n].stat().st_size for n in SIZES}}
     for split in (0.0, 0.1):
         parse = {n: measure(PARSE_ONLY, str(files[n])) for n in SIZES}
-        ours = {n: measure(VALIDATE, str(files[n]), str(split)) for n in SIZES}
+        with tempfile.TemporaryDirectory() as scratch:
+            out = str(Path(scratch) / "prepared")
+            ours = {n: measure(VALIDATE, str(files[n]), str(split), out, after=REMOVE_PREPARED) for n in SIZES}
         results[f"eval_split={split}"] = _figures(parse, ours)
     return results
 

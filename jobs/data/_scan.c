@@ -7,12 +7,15 @@
  *   - the number of keys of the top-level object (a line repeating a key parses to fewer keys);
  *   - a 64-bit digest of its content: the strings' code points and the structure outside them, so that
  *     the same record written with other spacing or escapes has the same digest.
- * fold(text) is the normalised text of the split's prompt keys (jobs/data/split.py).
+ * fold(text) is the normalised text of the split's keys (jobs/data/split.py), and prompt_key(text) the
+ * key of a prompt that is one text, in one call: split.normalized_key((text,)).
  *
  * Plain ASCII inside strings, most of a record's bytes in most languages, is skipped eight bytes at a time.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#define XXH_INLINE_ALL
+#include "xxhash.h" /* pyarrow's copy (scripts/build-ext.sh): the xxh3 the Python xxhash package computes */
 #include <stdint.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -322,6 +325,17 @@ static void fill_fold_tables(void) {
     }
 }
 
+/* fold() into `out` (room for n bytes); returns the folded length. */
+static Py_ssize_t fold_into(const unsigned char *restrict p, Py_ssize_t n, unsigned char *restrict out) {
+    Py_ssize_t k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) { /* branch-free: text is full of spaces */
+        unsigned c = p[i];
+        out[k] = folded[c];
+        k += kept[c];
+    }
+    return k;
+}
+
 /* fold(text: str) -> bytes: the text as UTF-8 with ASCII letters lower-cased and ASCII whitespace (space,
    \t, \n, \r) removed. Raises UnicodeEncodeError for a lone surrogate (the caller falls back to Python). */
 static PyObject *fold(PyObject *module, PyObject *arg) {
@@ -332,19 +346,49 @@ static PyObject *fold(PyObject *module, PyObject *arg) {
     PyObject *out = PyBytes_FromStringAndSize(NULL, n);
     if (out == NULL) return NULL;
     const unsigned char *p = (const unsigned char *)text;
-    unsigned char *q = (unsigned char *)PyBytes_AS_STRING(out);
-    Py_ssize_t k = 0;
-    for (Py_ssize_t i = 0; i < n; i++) { /* branch-free: text is full of spaces */
-        q[k] = folded[p[i]];
-        k += kept[p[i]];
-    }
+    Py_ssize_t k = fold_into(p, n, (unsigned char *)PyBytes_AS_STRING(out));
     if (_PyBytes_Resize(&out, k) < 0) return NULL;
     return out;
+}
+
+#define KEY_BUFFER 8192
+
+/* prompt_key(text: str) -> int: xxh3-128 of "\x1e\x1f" + fold(text) + "\x1d", as xxhash's intdigest. */
+static PyObject *prompt_key(PyObject *module, PyObject *arg) {
+    (void)module;
+    Py_ssize_t n;
+    const char *text = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (text == NULL) return NULL;
+    const unsigned char *p = (const unsigned char *)text;
+    unsigned char buffer[KEY_BUFFER];
+    XXH128_hash_t hash;
+    if (n + 3 <= KEY_BUFFER) { /* most prompts: one call */
+        buffer[0] = 0x1e;
+        buffer[1] = 0x1f;
+        Py_ssize_t k = 2 + fold_into(p, n, buffer + 2);
+        buffer[k++] = 0x1d;
+        hash = XXH3_128bits(buffer, (size_t)k);
+    } else {
+        XXH3_state_t state;
+        XXH3_128bits_reset(&state);
+        XXH3_128bits_update(&state, "\x1e\x1f", 2);
+        for (Py_ssize_t i = 0; i < n; i += KEY_BUFFER) {
+            Py_ssize_t size = n - i < KEY_BUFFER ? n - i : KEY_BUFFER;
+            XXH3_128bits_update(&state, buffer, (size_t)fold_into(p + i, size, buffer));
+        }
+        XXH3_128bits_update(&state, "\x1d", 1);
+        hash = XXH3_128bits_digest(&state);
+    }
+    unsigned char bytes[16]; /* (high64 << 64) | low64, little-endian */
+    memcpy(bytes, &hash.low64, 8);
+    memcpy(bytes + 8, &hash.high64, 8);
+    return _PyLong_FromByteArray(bytes, 16, 1, 0);
 }
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_O, "(hygiene kinds, top-level keys, content digest) of one JSON record."},
     {"fold", fold, METH_O, "UTF-8 with ASCII lower-cased and ASCII whitespace removed."},
+    {"prompt_key", prompt_key, METH_O, "xxh3-128 of a prompt's folded text, framed as split.normalized_key."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -24,7 +24,7 @@ from jobs.data.readers import FatalReadError, Unparsable, iter_lines
 from jobs.data.report import FileReport
 from jobs.data.scan import COMPILED, scan
 from jobs.data.semantics import Finding, check_record, message_text
-from jobs.data.split import canonical, goes_to_eval, normalized_key
+from jobs.data.split import canonical, goes_to_eval, normalized_key, prompt_key
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +98,11 @@ def prompt_part(record: dict[str, Any], fmt: Format) -> Any:
 
 
 def text_length(record: dict[str, Any], fmt: Format) -> int:
-    if not fmt.conversational:
-        return sum(len(value) for name in fmt.fields if isinstance(value := record[name], str))
     total = 0
+    if not fmt.conversational:
+        for name in fmt.texts:
+            total += len(record[name])
+        return total
     for name in fmt.fields:
         value = record[name]
         if isinstance(value, str):
@@ -144,21 +146,19 @@ class FileValidator:
 
     def run(self, records: Iterable[tuple[int, Any, bytes | None]] | None = None) -> FileReport:
         """Every record of the file (or of `records`: line, parsed record, its line as written or None)."""
+        report, process = self.report, self._process
         for line, item, written in records if records is not None else iter_lines(self.path):
-            if isinstance(item, FatalReadError):
-                self.report.fatal = f"{self.path}:{line}: {item.message}"
+            if type(item) is FatalReadError:
+                report.fatal = f"{self.path}:{line}: {item.message}"
                 break
-            self.report.records += 1
-            if self.report.wrong_kind is None:  # data of the wrong kind is only counted, for the refusal
-                self._process(line, item, written)
-        return self.report
+            report.records += 1
+            if report.wrong_kind is None:  # data of the wrong kind is only counted, for the refusal
+                process(line, item, written)
+        return report
 
     def _process(self, line: int, item: Any, written: bytes | None) -> None:
-        if isinstance(item, Unparsable):
-            return self._reject(line, [("/", item.message)])
-        if not isinstance(item, dict):
-            kind = "null" if item is None else type(item).__name__
-            return self._reject(line, [("/", f"expected a JSON object, got {kind}")])
+        if type(item) is not dict:
+            return self._refuse_item(line, item)
         shape = self._shape(line, item)
         if shape is None:
             return None
@@ -170,6 +170,12 @@ class FileValidator:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             return self._reject(line, [("/", f"cannot convert from {adapter.name}: {error!r}")])
         return self._check(line, record, fmt, None, converted=True)
+
+    def _refuse_item(self, line: int, item: Any) -> None:
+        if isinstance(item, Unparsable):
+            return self._reject(line, [("/", item.message)])
+        kind = "null" if item is None else type(item).__name__
+        return self._reject(line, [("/", f"expected a JSON object, got {kind}")])
 
     def _check(
         self, line: int, record: dict[str, Any], fmt: Format, written: bytes | None, converted: bool = False
@@ -309,7 +315,10 @@ class FileValidator:
         paired = prompt is not None and "rejected" in fmt.fields
         if not (paired or self.policy.eval_split > 0):
             return False
-        key = normalized_key((prompt,) if prompt is not None else (prepared[name] for name in fmt.fields))
+        if isinstance(prompt, str):
+            key = prompt_key(prompt)
+        else:
+            key = normalized_key((prompt,) if prompt is not None else (prepared[name] for name in fmt.fields))
         if paired:
             self.split.prompts.add(key, line)
         return goes_to_eval(key, self.policy.eval_split, self.policy.seed)

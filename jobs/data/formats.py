@@ -27,6 +27,7 @@ class Format:
     conversational: bool
     title: str
     optional: tuple[str, ...] = ()  # columns a record may add, such as `tools`
+    texts: tuple[str, ...] = ()  # the fields that hold one text (a plain format's; not a label)
 
 
 def _load_formats() -> dict[str, Format]:
@@ -37,8 +38,11 @@ def _load_formats() -> dict[str, Format]:
         meta = schema["x-trainjob"]
         name = path.name.removesuffix(".schema.json")
         optional = tuple(key for key in schema["properties"] if key not in schema["required"])
+        texts = tuple(
+            key for key in schema["required"] if schema["properties"][key].get("$ref", "").endswith("/$defs/text")
+        )
         formats[name] = Format(
-            name, meta["kind"], tuple(schema["required"]), meta["conversational"], schema["title"], optional
+            name, meta["kind"], tuple(schema["required"]), meta["conversational"], schema["title"], optional, texts
         )
     return formats
 

@@ -5,6 +5,9 @@ record), and which file each run of records came from. Repeats (exact duplicates
 found once a split has been read, by sorting the digests; the training records' table becomes a sorted
 index that evaluation records are looked up in (leakage). 64-bit digests: the chance of one false match
 among 10 million records is about 3 in a million.
+
+numpy is imported where a finished table is sorted or merged, not while records are read: its BLAS
+threads spin for a while after they start, on the CPUs the shard workers need.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ from array import array
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 DIGEST_MASK = (1 << 64) - 1
 EXAMPLES = 5
@@ -38,6 +39,8 @@ class KeyTable:
 
     def extend(self, other: KeyTable, offset: int) -> None:
         """Append a later part of the same file (a shard) whose lines start `offset` lines on."""
+        import numpy as np
+
         self.keys.extend(other.keys)
         if len(other.lines):
             self.lines.frombytes((np.frombuffer(other.lines, dtype=np.uint32) + np.uint32(offset)).tobytes())
@@ -52,6 +55,8 @@ class KeyTable:
     def repeats(self) -> tuple[dict[int, int], list[tuple[int, int]]]:
         """Records whose digest came earlier: their count per file number, and the first EXAMPLES of them
         in reading order as (position, position of the first record with that digest)."""
+        import numpy as np
+
         keys = np.frombuffer(self.keys, dtype=np.uint64) if len(self.keys) else np.zeros(0, np.uint64)
         if len(keys) < 2:
             return {}, []
@@ -82,6 +87,8 @@ class KeyIndex:
     """A finished table, sorted for lookups: where a digest first occurred, if it did."""
 
     def __init__(self, table: KeyTable) -> None:
+        import numpy as np
+
         keys = np.frombuffer(table.keys, dtype=np.uint64) if len(table.keys) else np.zeros(0, np.uint64)
         self._order = np.argsort(keys, kind="stable")
         self._sorted = keys[self._order]
@@ -89,6 +96,8 @@ class KeyIndex:
 
     def find(self, key: int) -> int | None:
         """The position of the first record with this digest, or None."""
+        import numpy as np
+
         digest = np.uint64(key & DIGEST_MASK)
         at = int(np.searchsorted(self._sorted, digest))
         if at < len(self._sorted) and self._sorted[at] == digest:

@@ -43,12 +43,13 @@ def fold_python(text: str) -> bytes:
 
 def fold(text: str) -> bytes:
     """`fold_python`, compiled where built (a lone surrogate, from a JSON \\ud800 escape, takes Python's)."""
-    if _scan is not None:
-        try:
-            return _scan.fold(text)
-        except UnicodeEncodeError:
-            pass
-    return fold_python(text)
+    try:
+        return _fold(text)
+    except UnicodeEncodeError:
+        return fold_python(text)
 
 
 scan = _scan.scan if _scan is not None else scan_python
+_fold = _scan.fold if _scan is not None else fold_python
+# split.prompt_key in one compiled call (it raises UnicodeEncodeError for a lone surrogate, as fold does).
+compiled_prompt_key = _scan.prompt_key if _scan is not None else None

@@ -85,7 +85,7 @@ def _conversation(messages: list[dict[str, Any]], path: str, part: str) -> list[
 
 def texts(record: dict[str, Any], fmt: Format) -> list[tuple[str, str]]:
     if not fmt.conversational:
-        return [(f"/{name}", record[name]) for name in fmt.fields if isinstance(record[name], str)]
+        return [(f"/{name}", record[name]) for name in fmt.texts]
     return [
         (f"/{name}/{i}/content", message_text(m.get("content")))
         for name in fmt.fields
@@ -105,7 +105,7 @@ def _core(text: str) -> str:
 
 def _plain(record: dict[str, Any], fmt: Format) -> list[Finding]:
     """Findings of a record of a plain (non-conversational) format: errors only."""
-    blank = [name for name in fmt.fields if isinstance(text := record[name], str) and (not text or text.isspace())]
+    blank = [name for name in fmt.texts if not (text := record[name]) or text.isspace()]
     if blank:
         return [Finding(f"/{name}", "empty or whitespace-only text") for name in blank]
     return _same_pair(record, fmt) if "rejected" in fmt.fields else []

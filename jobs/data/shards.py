@@ -11,6 +11,7 @@ sequentially, so that mixed-format errors point at the same lines as without sha
 
 from __future__ import annotations
 
+import gc
 import itertools
 import multiprocessing
 import os
@@ -75,6 +76,9 @@ def _validate_range(job: tuple[int, int, int]) -> ShardOutcome:
     number, start, end = job
     parent = _PARENT
     assert parent is not None
+    # What the fork inherited is never garbage: the collector's full passes need not walk it. Each record's
+    # objects are freed by reference counting.
+    gc.freeze()
     directory = parent.writer.directory / f"shard-{number}"
     # The split's files and locked format, with key tables of its own (merged by the parent); an eval shard
     # looks records up in the (inherited) training index.

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import xxhash
 
+from jobs.data import scan
 from jobs.data.scan import fold
 
 _HASH_RANGE = float(1 << 64)
@@ -48,6 +49,16 @@ def normalized_key(values: Iterable[Any]) -> int:
             parts += (b"\x1e\x1f", fold(_json(value)))
         parts.append(b"\x1d")
     return xxhash.xxh3_128_intdigest(b"".join(parts))
+
+
+def prompt_key(prompt: str) -> int:
+    """`normalized_key((prompt,))` for a prompt that is one text, the common case: compiled where built."""
+    if scan.compiled_prompt_key is not None:
+        try:
+            return scan.compiled_prompt_key(prompt)
+        except UnicodeEncodeError:  # a lone surrogate
+            pass
+    return xxhash.xxh3_128_intdigest(b"\x1e\x1f%s\x1d" % fold(prompt))
 
 
 def _json(value: Any) -> str:

@@ -14,6 +14,7 @@ from jobs.data import scan as scan_module
 from jobs.data.formats import FORMATS
 from jobs.data.hygiene import KIND_BITS, TEXT_CHECKS, hygiene
 from jobs.data.scan import COMPILED, EVERY_KIND, fold, fold_python, scan, scan_python
+from jobs.data.split import normalized_key, prompt_key
 from jobs.data.validate import validate_dataset
 from jobs.preflight import data_policy
 
@@ -85,9 +86,13 @@ def test_the_key_count_sees_a_repeated_key() -> None:
     assert scan(b'{"prompt":"a:b,\\"c\\":"}')[1] == 1  # colons inside strings are text
 
 
-def test_fold_matches_python() -> None:
-    for text in [*_texts(2000, seed=2), "UPPER lower\t\r\nÄ", "lone \ud800 surrogate"]:
+def test_fold_and_the_prompt_key_match_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [*_texts(2000, seed=2), "UPPER lower\t\r\nÄ", "lone \ud800 surrogate", "long " * 5000]
+    compiled = [prompt_key(text) for text in texts]
+    for text in texts:
         assert fold(text) == fold_python(text), text
+    monkeypatch.setattr(scan_module, "compiled_prompt_key", None)
+    assert [prompt_key(text) for text in texts] == compiled == [normalized_key((text,)) for text in texts]
 
 
 def test_without_the_compiled_scan_validation_finds_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +106,8 @@ def test_without_the_compiled_scan_validation_finds_the_same(tmp_path: Path, mon
     compiled = validate_dataset(data, None, policy, tmp_path / "compiled")
     monkeypatch.setattr(jobs.data.file_validator, "COMPILED", False)
     monkeypatch.setattr(jobs.data.file_validator, "scan", scan_python)
-    monkeypatch.setattr(scan_module, "_scan", None)  # fold too
+    monkeypatch.setattr(scan_module, "_fold", fold_python)
+    monkeypatch.setattr(scan_module, "compiled_prompt_key", None)
     python = validate_dataset(data, None, policy, tmp_path / "python")
     for ours, theirs in zip(compiled.files, python.files, strict=True):
         assert (ours.valid, ours.invalid_records, ours.duplicates, ours.duplicate_prompts, ours.warnings) == (
