@@ -141,7 +141,10 @@ class FileValidator:
         self.checker: SchemaChecker | None = SchemaChecker(self.shape[0].name) if self.shape else None
         if self.shape:
             self._note_shape(self.shape)
-        self._shape_keys: set[str] = set()  # the keys of the record that locked the shape
+        # A native record of the locked shape (None: an adapter's shape, or none seen yet): its keys, first
+        # field and whether that holds a conversation; records like it skip format detection.
+        self._shape_keys: set[str] | None = None
+        self._first, self._conversational = "", False
         self.lengths = array("I")
 
     def run(self, records: Iterable[tuple[int, Any, bytes | None]] | None = None) -> FileReport:
@@ -159,7 +162,7 @@ class FileValidator:
     def _process(self, line: int, item: Any, written: bytes | None) -> None:
         if type(item) is not dict:
             return self._refuse_item(line, item)
-        shape = self._shape(line, item)
+        shape = self.shape if self._native_keys(item) else self._shape(line, item)
         if shape is None:
             return None
         fmt, adapter = shape
@@ -205,6 +208,8 @@ class FileValidator:
 
     def _shape(self, line: int, item: dict[str, Any]) -> tuple[Format, Adapter | None] | None:
         if self.shape is not None and self._same_shape(item):
+            if self._shape_keys is None and self.shape[1] is None:  # a shape an earlier file or shard locked
+                self._remember_native(item, self.shape[0])
             return self.shape
         shape = self._detect(item)
         if shape is None:
@@ -212,7 +217,8 @@ class FileValidator:
             self._reject(line, [("/", f"unknown format (keys: {keys}); see schemas/ or set TRAIN_DATA_FORMAT")])
             return None
         if self.shape is None:
-            self._shape_keys = set(item)
+            if shape[1] is None:
+                self._remember_native(item, shape[0])
             self._lock(line, shape)
             if self.report.wrong_kind:
                 return None
@@ -224,6 +230,14 @@ class FileValidator:
             return None
         return shape
 
+    def _remember_native(self, item: dict[str, Any], fmt: Format) -> None:
+        self._shape_keys, self._first, self._conversational = set(item), fmt.fields[0], fmt.conversational
+
+    def _native_keys(self, item: dict[str, Any]) -> bool:
+        """The common case, tested first: the keys and first field type of the native record that locked the
+        shape."""
+        return item.keys() == self._shape_keys and (type(item[self._first]) is list) == self._conversational
+
     def _same_shape(self, item: dict[str, Any]) -> bool:
         """The cheap test for the common case: this record fits the adapter, or has the keys and first field
         type of the native record that locked the shape, or fits that format on its own."""
@@ -231,7 +245,7 @@ class FileValidator:
         fmt, adapter = self.shape
         if adapter is not None:
             return self.policy.data_format == adapter.name or adapter.matches(item)
-        if item.keys() == self._shape_keys and isinstance(item[fmt.fields[0]], list) == fmt.conversational:
+        if self._native_keys(item):
             return True
         return self.policy.data_format == fmt.name or native_format(item) == fmt.name
 
@@ -321,7 +335,7 @@ class FileValidator:
             key = normalized_key((prompt,) if prompt is not None else (prepared[name] for name in fmt.fields))
         if paired:
             self.split.prompts.add(key, line)
-        return goes_to_eval(key, self.policy.eval_split, self.policy.seed)
+        return self.policy.eval_split > 0 and goes_to_eval(key, self.policy.eval_split, self.policy.seed)
 
     def _leaks(self, line: int, exact: int, normalized: int) -> bool:
         assert self.leak is not None

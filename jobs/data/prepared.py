@@ -37,7 +37,7 @@ class PreparedWriter:
 
     def write(self, side: str, line: bytes) -> None:
         """One record's JSON, ending with its newline."""
-        self._handle(side).write(line)
+        (self._handles.get(side) or self._handle(side)).write(line)
         self.counts[side] += 1
 
     def append_files(self, other: PreparedWriter) -> None:

@@ -76,9 +76,9 @@ def _validate_range(job: tuple[int, int, int]) -> ShardOutcome:
     number, start, end = job
     parent = _PARENT
     assert parent is not None
-    # What the fork inherited is never garbage: the collector's full passes need not walk it. Each record's
-    # objects are freed by reference counting.
-    gc.freeze()
+    # A worker lives for one shard: each record's objects are freed by reference counting, and a cycle (a
+    # caught exception's traceback) only until it exits. The collector's passes would walk for nothing.
+    gc.disable()
     directory = parent.writer.directory / f"shard-{number}"
     # The split's files and locked format, with key tables of its own (merged by the parent); an eval shard
     # looks records up in the (inherited) training index.

@@ -53,6 +53,7 @@ def test_the_screen_never_misses_a_kind_the_exact_checks_find() -> None:
         exact = sum({bit[f.message] for f in hygiene(record, FORMATS["text"], EVERY_KIND)})
         for written in _spellings(record):
             assert exact & ~scan(written)[0] == 0, (text, written)
+        assert exact & ~scan_python(orjson.dumps(record))[0] == 0, text  # the stand-in reads canonical JSON
 
 
 def test_one_record_has_one_digest_however_it_is_written() -> None:
