@@ -9,6 +9,7 @@ library (the JSON reader under `datasets` segfaults on deeply nested input; orjs
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from jobs.errors import DataError, EnvironmentProblem
 SUFFIXES = (".jsonl", ".json", ".parquet")
 BOM = b"\xef\xbb\xbf"
 CHUNK = 1 << 20
+READ_BUFFER = 1 << 20
 
 
 class Unparsable(NamedTuple):
@@ -59,9 +61,11 @@ def check_readable(path: Path, variable: str) -> None:
 
 
 def open_binary(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed from .gz. Read in large blocks: with the file system's 4 KiB, reading
+    lines of a few KB costs a system call a line, a third of what parsing them costs."""
     if path.suffix == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+        return io.BufferedReader(gzip.open(path, "rb"), READ_BUFFER)  # type: ignore[arg-type]
+    return open(path, "rb", buffering=READ_BUFFER)
 
 
 def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
