@@ -20,9 +20,9 @@ from jobs.data.formats import FORMATS, MESSAGE_KEYS, Format, SchemaChecker, nati
 from jobs.data.hygiene import hygiene
 from jobs.data.keys import KeyTable, LeakIndex
 from jobs.data.prepared import PreparedWriter
-from jobs.data.readers import FatalReadError, Unparsable, iter_lines
+from jobs.data.readers import NOT_PARSED, FatalReadError, Unparsable, iter_lines, parse_line
 from jobs.data.report import FileReport
-from jobs.data.scan import COMPILED, scan
+from jobs.data.scan import COMPILED, plain, plain_args, scan
 from jobs.data.semantics import Finding, check_record, message_text
 from jobs.data.split import canonical, goes_to_eval, normalized_key, prompt_key
 
@@ -145,12 +145,14 @@ class FileValidator:
         # field and whether that holds a conversation; records like it skip format detection.
         self._shape_keys: set[str] | None = None
         self._first, self._conversational = "", False
+        self._fast: tuple[tuple[str, ...], bytes, int, int, int] | None = None  # scan.plain's arguments
+        self._fast_paired = False
         self.lengths = array("I")
 
     def run(self, records: Iterable[tuple[int, Any, bytes | None]] | None = None) -> FileReport:
         """Every record of the file (or of `records`: line, parsed record, its line as written or None)."""
         report, process = self.report, self._process
-        for line, item, written in records if records is not None else iter_lines(self.path):
+        for line, item, written in records if records is not None else iter_lines(self.path, parse=False):
             if type(item) is FatalReadError:
                 report.fatal = f"{self.path}:{line}: {item.message}"
                 break
@@ -160,6 +162,12 @@ class FileValidator:
         return report
 
     def _process(self, line: int, item: Any, written: bytes | None) -> None:
+        if item is NOT_PARSED:
+            assert written is not None
+            if self._fast is not None and (verdict := plain(written, *self._fast)) is not None:
+                exact, key, length = verdict
+                return self._keep(line, _as_line(written), (exact, key, self._fast_paired, length, 0))
+            item = parse_line(written)
         if type(item) is not dict:
             return self._refuse_item(line, item)
         shape = self.shape if self._native_keys(item) else self._shape(line, item)
@@ -232,6 +240,11 @@ class FileValidator:
 
     def _remember_native(self, item: dict[str, Any], fmt: Format) -> None:
         self._shape_keys, self._first, self._conversational = set(item), fmt.fields[0], fmt.conversational
+        # Lines of a plain format are checked whole in compiled code, unless a key needs the parsed record:
+        # a normalised one (leakage), or the whole record's for the split's draw.
+        needs_record = self.needs_normalized or (self.policy.eval_split > 0 and "prompt" not in fmt.fields)
+        self._fast = None if needs_record else plain_args(fmt)
+        self._fast_paired = "prompt" in fmt.fields and "rejected" in fmt.fields
 
     def _native_keys(self, item: dict[str, Any]) -> bool:
         """The common case, tested first: the keys and first field type of the native record that locked the
@@ -306,36 +319,38 @@ class FileValidator:
             errors = [(f.path, f"{f.message} (an error under TRAIN_TEXT_ERRORS)") for f in findings if not f.warning]
             if errors:
                 return self._reject(line, errors)
-        return self._keep(line, record, fmt, (prepared, data, exact))
-
-    def _keep(self, line: int, record: dict[str, Any], fmt: Format, out: tuple[dict[str, Any], bytes, int]) -> None:
-        """Keys, leakage, side and write of an accepted record; `out`: its prepared form, line and digest."""
-        prepared, data, exact = out
         normalized = normalized_key(prepared[name] for name in fmt.fields) if self.needs_normalized else 0
-        self.split.seen.add(exact, line)
-        if self.role == "eval" and self._leaks(line, exact, normalized):
-            return
-        side = "eval" if self.role == "eval" or self._held_out(line, prepared, fmt) else "train"
-        if self.split.keeps_normalized:
-            self.split.normalized.add(normalized, line)
-        self.writer.write(side, data)
-        self.lengths.append(text_length(record, fmt))
-        self.report.valid += 1
+        key, paired = self._side_key(prepared, fmt)
+        return self._keep(line, data, (exact, key, paired, text_length(record, fmt), normalized))
 
-    def _held_out(self, line: int, prepared: dict[str, Any], fmt: Format) -> bool:
-        """Notes a paired record's prompt (unpaired data repeats each prompt by design) and draws the record's
-        side from its prompt (the whole record without one), so that records sharing a prompt share a side."""
+    def _side_key(self, prepared: dict[str, Any], fmt: Format) -> tuple[int | None, bool]:
+        """The key a record's side is drawn from: its prompt's (the whole record's without one), so that records
+        sharing a prompt share a side; and whether it is a pair's prompt (unpaired data repeats each prompt by
+        design). None when neither a split nor duplicate prompts need it."""
         prompt = prompt_part(prepared, fmt)
         paired = prompt is not None and "rejected" in fmt.fields
         if not (paired or self.policy.eval_split > 0):
-            return False
+            return None, False
         if isinstance(prompt, str):
-            key = prompt_key(prompt)
-        else:
-            key = normalized_key((prompt,) if prompt is not None else (prepared[name] for name in fmt.fields))
+            return prompt_key(prompt), paired
+        return normalized_key((prompt,) if prompt is not None else (prepared[name] for name in fmt.fields)), paired
+
+    def _keep(self, line: int, data: bytes, keys: tuple[int, int | None, bool, int, int]) -> None:
+        """An accepted record's keys, leakage check, side and write. `keys`: its digest, side key (None: not
+        needed), whether that is a pair's prompt, its text length and its normalised key (0: not needed)."""
+        exact, key, paired, length, normalized = keys
+        self.split.seen.add(exact, line)
+        if self.role == "eval" and self._leaks(line, exact, normalized):
+            return
         if paired:
-            self.split.prompts.add(key, line)
-        return self.policy.eval_split > 0 and goes_to_eval(key, self.policy.eval_split, self.policy.seed)
+            self.split.prompts.add(key, line)  # type: ignore[arg-type]  # a pair always has its prompt's key
+        held_out = key is not None and self.policy.eval_split > 0 and goes_to_eval(key, self.policy.eval_split,
+                                                                                  self.policy.seed)  # fmt: skip
+        if self.split.keeps_normalized:
+            self.split.normalized.add(normalized, line)
+        self.writer.write("eval" if self.role == "eval" or held_out else "train", data)
+        self.lengths.append(length)
+        self.report.valid += 1
 
     def _leaks(self, line: int, exact: int, normalized: int) -> bool:
         assert self.leak is not None
@@ -367,6 +382,13 @@ class FileValidator:
         self.lengths.extend(shard.lengths)
 
 
+def _as_line(written: bytes) -> bytes:
+    """A line as written, ending with one newline (the file's last line may have none, CRLF files two bytes)."""
+    if written.endswith(b"\n") and not written.endswith(b"\r\n"):
+        return written
+    return written.rstrip(b"\r\n") + b"\n"
+
+
 def _serialised(
     record: dict[str, Any], fmt: Format, written: bytes | None
 ) -> tuple[dict[str, Any], bytes, tuple[int, int, int]]:
@@ -377,9 +399,7 @@ def _serialised(
     if written is not None and COMPILED and not fmt.conversational and tuple(record) == fmt.fields:
         found = scan(written)
         if found[1] == len(fmt.fields):
-            if not written.endswith(b"\n") or written.endswith(b"\r\n"):  # the file's last line, or CRLF
-                written = written.rstrip(b"\r\n") + b"\n"
-            return record, written, found
+            return record, _as_line(written), found
     prepared = prepared_record(record, fmt)
     data = canonical(prepared, nested=fmt.conversational) + b"\n"
     return prepared, data, scan(data)

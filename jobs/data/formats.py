@@ -28,6 +28,7 @@ class Format:
     title: str
     optional: tuple[str, ...] = ()  # columns a record may add, such as `tools`
     texts: tuple[str, ...] = ()  # the fields that hold one text (a plain format's; not a label)
+    flags: tuple[str, ...] = ()  # the fields that hold true or false (a label)
 
 
 def _load_formats() -> dict[str, Format]:
@@ -38,12 +39,13 @@ def _load_formats() -> dict[str, Format]:
         meta = schema["x-trainjob"]
         name = path.name.removesuffix(".schema.json")
         optional = tuple(key for key in schema["properties"] if key not in schema["required"])
-        texts = tuple(
-            key for key in schema["required"] if schema["properties"][key].get("$ref", "").endswith("/$defs/text")
-        )
+        properties = [(key, schema["properties"][key]) for key in schema["required"]]
+        texts = tuple(key for key, rule in properties if rule.get("$ref", "").endswith("/$defs/text"))
+        flags = tuple(key for key, rule in properties if rule.get("type") == "boolean")
         formats[name] = Format(
-            name, meta["kind"], tuple(schema["required"]), meta["conversational"], schema["title"], optional, texts
-        )
+            name, meta["kind"], tuple(schema["required"]), meta["conversational"], schema["title"], optional, texts,
+            flags,
+        )  # fmt: skip
     return formats
 
 
@@ -104,6 +106,28 @@ def load_schema(name: str) -> dict[str, Any]:
     shared = json.loads((SCHEMA_DIR / _SHARED_DEFS).read_text(encoding="utf-8"))
     schema = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
     return _inline_shared_defs(schema, shared)
+
+
+_PLAIN_SCHEMA_KEYS = {"$schema", "$id", "title", "description", "x-trainjob", "type", "required", "properties", "$defs"}
+
+
+def _only(rule: dict[str, Any], kind: str) -> bool:
+    return set(rule) <= {"type", "description"} and rule.get("type") == kind
+
+
+@cache
+def checked_from_line(fmt: Format) -> bool:
+    """Whether a record's line alone decides its schema (scan.plain): a plain format whose every field is a
+    text (a string, nothing more) or a flag (true or false), nothing optional and no other rule."""
+    schema = load_schema(fmt.name)
+    return (
+        not fmt.conversational
+        and not fmt.optional
+        and set(fmt.texts + fmt.flags) == set(fmt.fields)
+        and set(schema) <= _PLAIN_SCHEMA_KEYS
+        and _only(schema["$defs"]["text"], "string")
+        and all(_only(schema["properties"][name], "boolean") for name in fmt.flags)
+    )
 
 
 class SchemaChecker:

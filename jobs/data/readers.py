@@ -27,6 +27,21 @@ CHUNK = 1 << 20
 READ_BUFFER = 1 << 20
 
 
+class NotParsed:
+    """The item of a line read with parse=False: its reader (the validator) parses it when it needs to."""
+
+
+NOT_PARSED = NotParsed()
+
+
+def parse_line(line: bytes) -> Any:
+    """A .jsonl line's record, or Unparsable."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        return Unparsable(f"not valid JSON: {error}")
+
+
 class Unparsable(NamedTuple):
     """A record that is not valid JSON; `message` says why."""
 
@@ -74,8 +89,9 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
         yield line, item
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, Any, bytes | None]]:
-    """`iter_records` with each .jsonl record's line as written (None from other file types)."""
+def iter_lines(path: Path, parse: bool = True) -> Iterator[tuple[int, Any, bytes | None]]:
+    """`iter_records` with each .jsonl record's line as written (None from other file types); with
+    parse=False a .jsonl line's item is NOT_PARSED."""
     suffix = base_suffix(path)
     try:
         if suffix == ".parquet":
@@ -83,17 +99,17 @@ def iter_lines(path: Path) -> Iterator[tuple[int, Any, bytes | None]]:
         elif suffix == ".json":
             yield from ((line, record, None) for line, record in iter_json_array(path))
         else:
-            yield from LineCounter(path)
+            yield from LineCounter(path, parse=parse)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
         yield 0, FatalReadError(f"the file cannot be read to its end ({error})"), None
 
 
 class LineCounter:
     """The records of a .jsonl file, or of the byte range [start, end) of one, each with its line as written
-    (without a BOM); `lines` counts every line read."""
+    (without a BOM); `lines` counts every line read. With parse=False each item is NOT_PARSED."""
 
-    def __init__(self, path: Path, start: int = 0, end: int | None = None) -> None:
-        self.path, self.start, self.end = path, start, end
+    def __init__(self, path: Path, start: int = 0, end: int | None = None, *, parse: bool = True) -> None:
+        self.path, self.start, self.end, self.parse = path, start, end, parse
         self.lines = 0
 
     def __iter__(self) -> Iterator[tuple[int, Any, bytes | None]]:
@@ -111,10 +127,7 @@ class LineCounter:
                     lines += 1
                     if line.isspace() or not line:  # no stripped copy of every line
                         continue
-                    try:
-                        yield lines, orjson.loads(line), line
-                    except orjson.JSONDecodeError as error:
-                        yield lines, Unparsable(f"not valid JSON: {error}"), None
+                    yield lines, (parse_line(line) if self.parse else NOT_PARSED), line
             finally:
                 self.lines = lines
 

@@ -18,6 +18,7 @@ import re
 
 import xxhash
 
+from jobs.data.formats import Format, checked_from_line
 from jobs.data.hygiene import KIND_BITS
 
 try:
@@ -62,7 +63,27 @@ def fold(text: str) -> bytes:
         return fold_python(text)
 
 
+def plain_args(fmt: Format) -> tuple[tuple[str, ...], bytes, int, int, int] | None:
+    """What `plain` needs to check a line of this format by itself; None where it cannot (not compiled, or
+    a format whose schema says more than the line check knows)."""
+    if _scan is None or not checked_from_line(fmt):
+        return None
+
+    def index(name: str) -> int:
+        return fmt.fields.index(name) if name in fmt.fields else -1
+
+    kinds = bytes(ord("t") if name in fmt.texts else ord("b") for name in fmt.fields)
+    return fmt.fields, kinds, index("prompt"), index("chosen"), index("rejected")
+
+
+def plain_python(*_: object) -> None:
+    return None
+
+
 scan = _scan.scan if _scan is not None else scan_python
+# A plain-format .jsonl line checked whole, without building its record (jobs/data/_scan.c says what it
+# checks): (digest, prompt key or None, text length), or None when the record must take the full path.
+plain = _scan.plain if _scan is not None else plain_python
 _fold = _scan.fold if _scan is not None else fold_python
 # split.prompt_key in one compiled call (it raises UnicodeEncodeError for a lone surrogate, as fold does).
 compiled_prompt_key = _scan.prompt_key if _scan is not None else None

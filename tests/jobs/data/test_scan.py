@@ -13,7 +13,7 @@ import jobs.data.file_validator
 from jobs.data import scan as scan_module
 from jobs.data.formats import FORMATS
 from jobs.data.hygiene import KIND_BITS, TEXT_CHECKS, hygiene
-from jobs.data.scan import COMPILED, EVERY_KIND, fold, fold_python, scan, scan_python
+from jobs.data.scan import COMPILED, EVERY_KIND, fold, fold_python, plain, plain_args, plain_python, scan, scan_python
 from jobs.data.split import normalized_key, prompt_key
 from jobs.data.validate import validate_dataset
 from jobs.preflight import data_policy
@@ -107,6 +107,7 @@ def test_without_the_compiled_scan_validation_finds_the_same(tmp_path: Path, mon
     compiled = validate_dataset(data, None, policy, tmp_path / "compiled")
     monkeypatch.setattr(jobs.data.file_validator, "COMPILED", False)
     monkeypatch.setattr(jobs.data.file_validator, "scan", scan_python)
+    monkeypatch.setattr(jobs.data.file_validator, "plain", plain_python)
     monkeypatch.setattr(scan_module, "_fold", fold_python)
     monkeypatch.setattr(scan_module, "compiled_prompt_key", None)
     python = validate_dataset(data, None, policy, tmp_path / "python")
@@ -121,3 +122,67 @@ def test_without_the_compiled_scan_validation_finds_the_same(tmp_path: Path, mon
         assert [json.loads(x) for x in ours.read_bytes().splitlines()] == [
             json.loads(x) for x in theirs.read_bytes().splitlines()
         ]  # bytes: str.splitlines would split at U+2028 in the texts
+
+
+# Lines of one plain format: well-formed records and every way a line can differ from one (JSON the parser
+# refuses, keys out of order or repeated, other value types, blank or equal texts, whitespace that only
+# Python's str.isspace knows, characters of every hygiene kind, escapes of every form).
+_TEXTS = ["a question?", " padded ", "\u00a0nbsp-led", "tail\u3000", "\u2028", "\t\n", "", "same", "same ",
+          "caf\u00e9 \U0001f600", "\ufffd", "x\u202ey", "\x1f", "Ã©", "quote \" and \\ slash /"]  # fmt: skip
+_BROKEN = [b'{"prompt":"a\\ud800","chosen":"b","rejected":"c"}', b'{"prompt":"a\\x","chosen":"b","rejected":"c"}',
+           b'{"prompt":"a\x01","chosen":"b","rejected":"c"}', b'{"prompt":"\xc0\xaf","chosen":"b","rejected":"c"}',
+           b'{"prompt":"a","chosen":"b","rejected":"c"', b'{"prompt":"a","chosen":"b","rejected":"c"} x',
+           b'{"prompt":"a","chosen":"b","rejected":"c","chosen":"d"}', b'{"chosen":"b","prompt":"a","rejected":"c"}',
+           b'{"prompt":"a","chosen":1,"rejected":"c"}', b'{"prompt":"a","chosen":"b","rejected":"c","x":null}',
+           b'{"prompt" : "a" , "chosen":"b",\t"rejected":"c"}  ', b'{"prompt":"\\u0061","chosen":"A","rejected":"a"}',
+           b'{"prompt":"\\uD83D\\uDE00","chosen":"b\\/","rejected":"b/ "}']  # fmt: skip
+
+
+_CLEAN = ["yes", "no", "Paris is the capital.", "café ☕ naïve", "line\nbreak\ttab", "emoji \U0001f600 ok"]
+
+
+def _lines(seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(1500):
+        chosen, rejected = (rng.choice(_CLEAN if rng.random() < 0.7 else _TEXTS) for _ in range(2))
+        record = {"prompt": f"{i} {rng.choice(_TEXTS)}", "chosen": chosen, "rejected": rejected}
+        lines.append(rng.choice(_spellings(record)).replace(b"\n", b" "))
+    return lines + _BROKEN * 3
+
+
+@pytest.mark.parametrize("split", [0.0, 0.3])
+def test_the_line_check_agrees_with_the_full_path(
+    split: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(b"\n".join([b'{"prompt":"first","chosen":"locks","rejected":"the format"}', *_lines(3)]) + b"\n")
+    policy = data_policy("dpo", eval_split=split, drop_invalid=True, max_invalid_fraction=1.0)
+    fast = validate_dataset(data, None, policy, tmp_path / "fast")
+    monkeypatch.setattr(jobs.data.file_validator, "plain", plain_python)
+    full = validate_dataset(data, None, policy, tmp_path / "full")
+    ours, theirs = fast.files[0], full.files[0]
+    assert (ours.valid, ours.invalid_records, ours.errors, ours.warnings, ours.dropped) == (
+        theirs.valid, theirs.invalid_records, theirs.errors, theirs.warnings, theirs.dropped
+    )  # fmt: skip
+    assert (ours.duplicates, ours.duplicate_prompts, fast.split) == (
+        theirs.duplicates,
+        theirs.duplicate_prompts,
+        full.split,
+    )
+    assert list(fast.char_lengths) == list(full.char_lengths)
+    for side in ("train", "eval"):
+        ours_file, theirs_file = (tmp_path / name / f"{side}.jsonl" for name in ("fast", "full"))
+        assert ours_file.exists() == theirs_file.exists() == (side == "train" or split > 0)
+        assert not ours_file.exists() or ours_file.read_bytes() == theirs_file.read_bytes()
+    assert 300 < ours.valid < 1400 and ours.invalid_records > 100  # both kinds of line are there
+
+
+def test_the_line_check_is_for_formats_whose_schema_it_knows() -> None:
+    checked = {name for name, fmt in FORMATS.items() if plain_args(fmt) is not None}
+    assert checked == {"preference", "prompt_completion", "unpaired_preference", "implicit_preference", "text"}
+    names, kinds, prompt, chosen, rejected = plain_args(FORMATS["unpaired_preference"]) or ((), b"", 0, 0, 0)
+    assert (names, kinds, prompt, chosen, rejected) == (("prompt", "completion", "label"), b"ttb", 0, -1, -1)
+    line = b'{"prompt": "p", "completion": "c", "label": false}'
+    assert plain(line, names, kinds, prompt, chosen, rejected) is not None
+    assert plain(line.replace(b"false", b'"no"'), names, kinds, prompt, chosen, rejected) is None
