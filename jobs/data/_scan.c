@@ -519,6 +519,15 @@ static int literal(Reader *r, const char *word) {
     return 1;
 }
 
+/* split.goes_to_eval: a seeded xxh3-64 of the side key's 16 bytes (little-endian) against the fraction. */
+static int drawn(XXH128_hash_t key, unsigned long long seed, double fraction) {
+    if (fraction <= 0) return 0;
+    unsigned char bytes[16];
+    memcpy(bytes, &key.low64, 8);
+    memcpy(bytes + 8, &key.high64, 8);
+    return (double)XXH3_64bits_withSeed(bytes, 16, seed) / 18446744073709551616.0 < fraction;
+}
+
 #define MAX_FIELDS 8
 #define LINE_ON_STACK 16384
 
@@ -549,12 +558,14 @@ static int texts_pass(const Span *texts, const char *kinds, Py_ssize_t count, in
     return a != b || memcmp(cores[chosen].start, cores[rejected].start, (size_t)a) != 0;
 }
 
-/* plain(line, names, kinds, prompt, chosen, rejected) -> (digest, prompt key, text length) | None.
+/* plain(line, names, kinds, prompt, chosen, rejected, seed, fraction)
+       -> (digest, prompt key, text length, held out) | None.
 
    A .jsonl line of a plain format, validated without building the record: a JSON object whose keys are
    exactly `names` in order, each value a string (kinds 't') or true/false ('b'), none blank, chosen
    (index) unlike rejected (index; -1: not a pair), no character hygiene finding. The digest is scan()'s,
-   the prompt key split.prompt_key's of field `prompt` (index; -1: None), the length the texts' characters. None when the line
+   the prompt key split.prompt_key's of field `prompt` (index; -1: None), the length the texts' characters,
+   held out split.goes_to_eval's draw from the prompt key (False without one). None when the line
    is anything else, or when deciding needs Python: the record then takes the full path. */
 static PyObject *plain(PyObject *module, PyObject *args) {
     (void)module;
@@ -562,8 +573,10 @@ static PyObject *plain(PyObject *module, PyObject *args) {
     Py_ssize_t n, count;
     PyObject *names;
     int prompt, chosen, rejected;
-    if (!PyArg_ParseTuple(args, "y#O!y#iii", &line, &n, &PyTuple_Type, &names, &kinds, &count, &prompt, &chosen,
-                          &rejected))
+    unsigned long long seed;
+    double fraction;
+    if (!PyArg_ParseTuple(args, "y#O!y#iiiKd", &line, &n, &PyTuple_Type, &names, &kinds, &count, &prompt, &chosen,
+                          &rejected, &seed, &fraction))
         return NULL;
     int pair_ok = chosen < 0 || (chosen < count && rejected >= 0 && rejected < count && kinds[chosen] == 't' &&
                                  kinds[rejected] == 't');
@@ -586,9 +599,16 @@ static PyObject *plain(PyObject *module, PyObject *args) {
     if (ok) {
         Py_ssize_t length = 0;
         for (Py_ssize_t f = 0; f < count; f++) length += kinds[f] == 't' ? code_points(texts[f]) : 0;
-        PyObject *key = prompt < 0 ? Py_NewRef(Py_None)
-                                   : hash_int(prompt_hash(texts[prompt].start, texts[prompt].end - texts[prompt].start));
-        result = key ? Py_BuildValue("(KNn)", (unsigned long long)finish(&r.digest), key, length) : NULL;
+        int held_out = 0;
+        PyObject *key = Py_NewRef(Py_None);
+        if (prompt >= 0) {
+            XXH128_hash_t hash = prompt_hash(texts[prompt].start, texts[prompt].end - texts[prompt].start);
+            held_out = drawn(hash, seed, fraction);
+            Py_SETREF(key, hash_int(hash));
+        }
+        result = key ? Py_BuildValue("(KNnO)", (unsigned long long)finish(&r.digest), key, length,
+                                     held_out ? Py_True : Py_False)
+                     : NULL;
     } else {
         Py_INCREF(result);
     }

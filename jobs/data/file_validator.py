@@ -145,7 +145,7 @@ class FileValidator:
         # field and whether that holds a conversation; records like it skip format detection.
         self._shape_keys: set[str] | None = None
         self._first, self._conversational = "", False
-        self._fast: tuple[tuple[str, ...], bytes, int, int, int] | None = None  # scan.plain's arguments
+        self._fast: tuple[tuple[str, ...], bytes, int, int, int, int, float] | None = None  # scan.plain's arguments
         self._fast_paired = False
         self.lengths = array("I")
 
@@ -165,8 +165,8 @@ class FileValidator:
         if item is NOT_PARSED:
             assert written is not None
             if self._fast is not None and (verdict := plain(written, *self._fast)) is not None:
-                exact, key, length = verdict
-                return self._keep(line, _as_line(written), (exact, key, self._fast_paired, length, 0))
+                exact, key, length, held_out = verdict
+                return self._keep(line, _as_line(written), (exact, key, self._fast_paired, held_out, length, 0))
             item = parse_line(written)
         if type(item) is not dict:
             return self._refuse_item(line, item)
@@ -243,7 +243,8 @@ class FileValidator:
         # Lines of a plain format are checked whole in compiled code, unless a key needs the parsed record:
         # a normalised one (leakage), or the whole record's for the split's draw.
         needs_record = self.needs_normalized or (self.policy.eval_split > 0 and "prompt" not in fmt.fields)
-        self._fast = None if needs_record else plain_args(fmt)
+        line_check = None if needs_record else plain_args(fmt)
+        self._fast = line_check and (*line_check, self.policy.seed, self.policy.eval_split)
         self._fast_paired = "prompt" in fmt.fields and "rejected" in fmt.fields
 
     def _native_keys(self, item: dict[str, Any]) -> bool:
@@ -321,7 +322,8 @@ class FileValidator:
                 return self._reject(line, errors)
         normalized = normalized_key(prepared[name] for name in fmt.fields) if self.needs_normalized else 0
         key, paired = self._side_key(prepared, fmt)
-        return self._keep(line, data, (exact, key, paired, text_length(record, fmt), normalized))
+        held_out = key is not None and goes_to_eval(key, self.policy.eval_split, self.policy.seed)
+        return self._keep(line, data, (exact, key, paired, held_out, text_length(record, fmt), normalized))
 
     def _side_key(self, prepared: dict[str, Any], fmt: Format) -> tuple[int | None, bool]:
         """The key a record's side is drawn from: its prompt's (the whole record's without one), so that records
@@ -335,17 +337,16 @@ class FileValidator:
             return prompt_key(prompt), paired
         return normalized_key((prompt,) if prompt is not None else (prepared[name] for name in fmt.fields)), paired
 
-    def _keep(self, line: int, data: bytes, keys: tuple[int, int | None, bool, int, int]) -> None:
+    def _keep(self, line: int, data: bytes, keys: tuple[int, int | None, bool, bool, int, int]) -> None:
         """An accepted record's keys, leakage check, side and write. `keys`: its digest, side key (None: not
-        needed), whether that is a pair's prompt, its text length and its normalised key (0: not needed)."""
-        exact, key, paired, length, normalized = keys
+        needed), whether that is a pair's prompt, whether the split holds it out, its text length and its
+        normalised key (0: not needed)."""
+        exact, key, paired, held_out, length, normalized = keys
         self.split.seen.add(exact, line)
         if self.role == "eval" and self._leaks(line, exact, normalized):
             return
         if paired:
             self.split.prompts.add(key, line)  # type: ignore[arg-type]  # a pair always has its prompt's key
-        held_out = key is not None and self.policy.eval_split > 0 and goes_to_eval(key, self.policy.eval_split,
-                                                                                  self.policy.seed)  # fmt: skip
         if self.split.keeps_normalized:
             self.split.normalized.add(normalized, line)
         self.writer.write("eval" if self.role == "eval" or held_out else "train", data)

@@ -14,7 +14,7 @@ from jobs.data import scan as scan_module
 from jobs.data.formats import FORMATS
 from jobs.data.hygiene import KIND_BITS, TEXT_CHECKS, hygiene
 from jobs.data.scan import COMPILED, EVERY_KIND, fold, fold_python, plain, plain_args, plain_python, scan, scan_python
-from jobs.data.split import normalized_key, prompt_key
+from jobs.data.split import goes_to_eval, normalized_key, prompt_key
 from jobs.data.validate import validate_dataset
 from jobs.preflight import data_policy
 
@@ -184,5 +184,14 @@ def test_the_line_check_is_for_formats_whose_schema_it_knows() -> None:
     names, kinds, prompt, chosen, rejected = plain_args(FORMATS["unpaired_preference"]) or ((), b"", 0, 0, 0)
     assert (names, kinds, prompt, chosen, rejected) == (("prompt", "completion", "label"), b"ttb", 0, -1, -1)
     line = b'{"prompt": "p", "completion": "c", "label": false}'
-    assert plain(line, names, kinds, prompt, chosen, rejected) is not None
-    assert plain(line.replace(b"false", b'"no"'), names, kinds, prompt, chosen, rejected) is None
+    assert plain(line, names, kinds, prompt, chosen, rejected, 42, 0.0) is not None
+    assert plain(line.replace(b"false", b'"no"'), names, kinds, prompt, chosen, rejected, 42, 0.0) is None
+
+
+def test_the_line_checks_draw_is_the_splits() -> None:
+    args = plain_args(FORMATS["preference"]) or ((), b"", 0, 0, 0)
+    for i in range(2000):
+        line = orjson.dumps({"prompt": f"Question {i}", "chosen": "yes", "rejected": "no"})
+        for seed, fraction in ((7, 0.1), (123, 0.5), (0, 0.0)):
+            _, key, _, held_out = plain(line, *args, seed, fraction) or (0, None, 0, None)
+            assert key == prompt_key(f"Question {i}") and held_out == goes_to_eval(key, fraction, seed)
