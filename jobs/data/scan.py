@@ -1,4 +1,8 @@
-"""One pass over a record's JSON: its character hygiene screen, its top-level key count and its digest.
+"""Compiled passes over a record's JSON (jobs/data/_scan.c), and their Python stand-ins.
+
+`plain` checks a whole .jsonl line of a plain format (text fields and flags) without building the record:
+JSON, schema, semantic checks and hygiene screen as the full path would decide them, with the line's
+digest, prompt key, side and text length; or None, and the line takes the full path.
 
 `scan` runs compiled (jobs/data/_scan.c, built by `make` through scripts/build-ext.sh). It reads either a
 .jsonl line as the user wrote it or the job's canonical JSON of a record, once, and gives:
@@ -81,8 +85,7 @@ def plain_python(*_: object) -> None:
 
 
 scan = _scan.scan if _scan is not None else scan_python
-# A plain-format .jsonl line checked whole, without building its record (jobs/data/_scan.c says what it
-# checks): (digest, prompt key or None, text length), or None when the record must take the full path.
+# (digest, prompt key or None, text length, held out by the split) of a plain-format line, or None.
 plain = _scan.plain if _scan is not None else plain_python
 _fold = _scan.fold if _scan is not None else fold_python
 # split.prompt_key in one compiled call (it raises UnicodeEncodeError for a lone surrogate, as fold does).
