@@ -599,6 +599,10 @@ static PyObject *plain(PyObject *module, PyObject *args) {
         ok = field(&r, PyTuple_GET_ITEM(names, f), kinds[f], out, &used, &texts[f]) && expect(&r, f + 1 < count ? ',' : '}');
     while (ok && r.i < n && json_space(r.p[r.i])) r.i++;
     ok = ok && r.i == n && !r.found.bad && r.found.kinds == 0 && texts_pass(texts, kinds, count, chosen, rejected);
+    if (PyErr_Occurred()) { /* a name that is not text */
+        if (out != on_stack) PyMem_Free(out);
+        return NULL;
+    }
     PyObject *result = Py_None;
     if (ok) {
         Py_ssize_t length = 0;
