@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 NAME = "sdpa_varlen"
+# Kernels of transformers' that run each record of a padding-free row at its own length, besides ours.
+VARLEN_KERNELS = ("flash_attention_2", "flash_attention_3", NAME)
 # TRL's packing strategies that hand the model padding-free rows (position ids restarting per sequence).
 _PADDING_FREE_PACKING = ("bfd", "bfd_split")
 
@@ -31,15 +33,25 @@ def padding_free(args: Any) -> bool:
 def choose(model_args: Any, args: Any) -> str | None:
     """`sdpa_varlen` for padding-free batches where the attention was left to transformers' default (SDPA) and
     the model's attention is plain causal attention; the attention is otherwise what the user set."""
-    if model_args.attn_implementation is not None or not padding_free(args):
-        return None
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
-    if not supports(config.get_text_config()):
+    if model_args.attn_implementation is not None or not padding_free(args) or not supports(_text_config(model_args)):
         return None
     model_args.attn_implementation = NAME
     return NAME
+
+
+def keeps_records_apart(model_args: Any) -> bool:
+    """Whether padding-free rows would run each record at its own length: a varlen kernel the user chose, or
+    the default on a model whose attention `sdpa_varlen` keeps exactly."""
+    if model_args.attn_implementation is not None:
+        return model_args.attn_implementation in VARLEN_KERNELS
+    return supports(_text_config(model_args))
+
+
+def _text_config(model_args: Any) -> Any:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    return config.get_text_config()
 
 
 def supports(config: Any) -> bool:

@@ -28,6 +28,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "logging_nan_inf_filter": False,
 }
 
+# One default depends on the model and lives with its reason in jobs/batching.py: padding-free SFT batches
+# wherever the model's attention keeps records apart (the same steps as padded batches, without padding).
+
 # With evaluation data, evaluate as often as a checkpoint is saved (transformers' default: never).
 EVAL_DEFAULTS: dict[str, Any] = {"eval_strategy": "steps", "eval_steps": TRAINING_DEFAULTS["save_steps"]}
 

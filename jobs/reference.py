@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import textwrap
 
+from jobs import batching
 from jobs.catalog import FieldSpec, load_catalog
 from jobs.config import PREFIX, job_fields
 from jobs.defaults import Device, default_for
@@ -40,7 +41,7 @@ def type_label(spec: FieldSpec) -> str:
 
 
 def default_label(name: str, spec: FieldSpec, group: str, device: Device) -> str:
-    job_default = None if group == "job" else default_for(name, group, device)
+    job_default = None if group == "job" else default_for(name, group, device) or batching.default_for(name, group)
     if job_default is None:
         return repr(spec["default"])
     value, when = job_default

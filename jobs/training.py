@@ -20,7 +20,7 @@ import transformers
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from jobs import attention
+from jobs import attention, batching
 from jobs.checkpoints import CheckpointMarker, discard, latest_complete_checkpoint, publish_final
 from jobs.config import JobConfig, redact
 from jobs.defaults import Device, training_settings
@@ -145,12 +145,14 @@ def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[An
     if "tensorboard" in args.report_to:  # read by transformers' TensorBoardCallback when it is created
         os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(config.layout.tensorboard))
     tokenizer = load_tokenizer(model_args)
+    if batching.choose(method, config.training, model_args, args):
+        logger.info("padding-free batches: each step's records end to end, no padding (see jobs/batching.py)")
     if attention.choose(model_args, args):
         logger.info("padding-free batches: attention per packed sequence (%s, see jobs/attention.py)", attention.NAME)
     guards.memory.start()
     model = load_model(model_args, trust_remote_code=args.trust_remote_code)
     try:
-        trainer = guarded(method.trainer_class())(
+        trainer = guarded(batching.trainer_class(method.trainer_class(), args))(
             model=model,
             args=args,
             train_dataset=train_dataset,

@@ -54,6 +54,9 @@ class Method:
     # (DPO concatenates chosen and rejected), and whether a reference model scores them too.
     sequences_per_example: int = 1
     reference_model: bool = False
+    # Whether batches go without padding unless the user chooses (jobs/batching.py): a step the same as a
+    # padded one, where the trainer's loss is a mean over the batch's label tokens.
+    padding_free_by_default: bool = False
     # Problems with this method's training settings (parsed TRAIN_* values by field name) that TRL
     # would only raise once the model is loaded.
     check_settings: Callable[[Mapping[str, Any]], list[str]] = no_checks

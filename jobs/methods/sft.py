@@ -4,8 +4,9 @@
     # LoRA / QLoRA: add TRAIN_USE_PEFT=true (and TRAIN_LOAD_IN_4BIT=true)
 
 Features: language modeling (`text`, `messages`) and prompt-completion data, plain and conversational;
-packing, padding-free batches and assistant-only loss (TRL's own settings); LoRA and 4-bit QLoRA;
-resume from the newest complete checkpoint.
+padding-free batches by default where the model's attention keeps records apart (jobs/batching.py);
+packing and assistant-only loss (TRL's own settings); LoRA and 4-bit QLoRA; resume from the newest
+complete checkpoint.
 Raises: nothing beyond the shared configuration checks.
 """
 
@@ -38,4 +39,5 @@ METHOD = Method(
     demo_file="sft_messages.jsonl",
     demo_records=demo_records,
     demo_learning_rate=2e-3,
+    padding_free_by_default=True,
 )
