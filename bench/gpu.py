@@ -6,11 +6,12 @@
 Builds a Qwen2-0.5B-shaped model with random weights (offline, the demo's byte-level tokenizer), then
 trains it through `entrypoint.py` and through bench/bare_trl.py with the same resolved settings, on
 real records (the bundled Orca DPO pairs, and the Alpaca demo for SFT; sequences up to 1,024 tokens).
-SFT runs padded and packed (best-fit decreasing, padding-free), for the default that packing's speed on
-this GPU decides. Reports per run: tokens per second (TRL's `num_tokens` over `train_runtime`), MFU against the GPU's dense
-bf16 peak (6 x parameters x tokens/s: a forward and a backward pass, or for DPO+LoRA a forward and a
-backward without weight gradients plus the reference forward, which costs the same), the peak GPU memory
-the job measured against its own estimate, and whether the exporter served NVML readings. Results:
+SFT runs as the job's default (padding-free batches, attention per record: jobs/batching.py) and on
+padded batches, for the speed-up of that default on this GPU. Reports per run: tokens per second (TRL's
+`num_tokens` over `train_runtime`), MFU against the GPU's dense bf16 peak (6 x parameters x tokens/s: a
+forward and a backward pass, or for DPO+LoRA a forward and a backward without weight gradients plus the
+reference forward, which costs the same), the peak GPU memory the job measured against its own estimate,
+and whether the exporter served NVML readings. Results:
 $OUT/gpu.json when OUT is set (the device tool brings that folder back), else output/bench/gpu.json.
 """
 
@@ -39,8 +40,8 @@ QWEN2_05B = {
 }  # fmt: skip
 RUNS = {  # name: (method, data, extra TRAIN_* settings)
     "sft": ("sft", REALDATA / "llamafactory_alpaca_en_demo.json", {"TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": "8"}),
-    "sft_packed": ("sft", REALDATA / "llamafactory_alpaca_en_demo.json",
-                   {"TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": "8", "TRAIN_PACKING": "true", "TRAIN_PACKING_STRATEGY": "bfd"}),
+    "sft_padded": ("sft", REALDATA / "llamafactory_alpaca_en_demo.json",
+                   {"TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": "8", "TRAIN_PADDING_FREE": "false"}),
     "dpo_lora": ("dpo", REALDATA / "foundry_orca_dpo_pairs_validation.jsonl",
                  {"TRAIN_USE_PEFT": "true", "TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": "4"}),
 }  # fmt: skip

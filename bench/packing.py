@@ -1,14 +1,16 @@
-"""SFT throughput: padded batches against TRL's best-fit-decreasing packing (padding-free), on real lengths.
+"""SFT throughput: padded batches against padding-free batches (the job's default) and BFD packing.
 
-Both train the same model for one epoch over the same records (the bundled Alpaca demo, 999 records,
-and the GSM8K chat sample, 449), so both see the same tokens. Packing puts several records in one row
-of max_length tokens, with position ids restarting per record; the job then runs attention per record
-(jobs/attention.py), so no record attends to another and none pays for the row's length. The packed run
-takes as many rows a step as hold the padded run's tokens a step, so both take about as many optimizer
-steps. Reported per dataset and repetition: tokens per second (TRL's `num_tokens` over
-`train_runtime`), and the eval loss after the epoch on the same held-out records (the job's 10 % split,
-packed like the training data), whose spread over the repetitions (the seed differs) is the bar for
-"the same loss".
+All three train the same model for one epoch over the same records (the bundled Alpaca demo, 999
+records, and the GSM8K chat sample, 449), so all see the same tokens.
+  - padded: TRAIN_PADDING_FREE=false, each batch padded to its longest record;
+  - padding_free: the default (jobs/batching.py): a step's records end to end in one row, the same
+    steps as padded batches without the padding;
+  - packed_bfd: TRAIN_PACKING=true, records packed best-fit-decreasing into rows of max_length tokens,
+    as many rows a step as hold the padded run's tokens a step, so about as many optimizer steps.
+In the last two the job runs attention per record (jobs/attention.py), so no record attends to another
+and none pays for the row's length. Reported per dataset and repetition: tokens per second (TRL's
+`num_tokens` over `train_runtime`), and the eval loss after the epoch on the same held-out records (the
+job's 10 % split), whose spread over the repetitions (the seed differs) is the bar for "the same loss".
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ DATASETS = {
     "gsm8k": ROOT / "tests" / "data" / "realdata" / "foundry_gsm8k_chat_train.jsonl",
 }
 MAX_LENGTH = 1024
-BATCH = 8  # records a step, padded
+BATCH_OF_RECORDS = {"TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": "8"}  # records a step, padded or padding-free
 REPEATS = 2
 
 
@@ -62,22 +64,21 @@ def run(quick: bool = False, model: str = "tiny") -> dict[str, Any]:
     model_path(model)
     results: dict[str, Any] = {"model": model, "repeats": REPEATS}
     for name, data in DATASETS.items():
-        runs: dict[str, list[dict[str, Any]]] = {"padded": [], "packed_bfd": []}
+        runs: dict[str, list[dict[str, Any]]] = {"padded": [], "padding_free": [], "packed_bfd": []}
         rows = 0
-        padded_settings = {"TRAIN_PACKING": "false", "TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": str(BATCH)}
         for seed in range(REPEATS):  # alternating
-            runs["padded"].append(one_epoch(model, data, padded_settings, seed))
+            runs["padded"].append(one_epoch(model, data, {**BATCH_OF_RECORDS, "TRAIN_PADDING_FREE": "false"}, seed))
+            runs["padding_free"].append(one_epoch(model, data, BATCH_OF_RECORDS, seed))
             if not rows:  # as many rows a step as hold the first padded run's tokens a step
                 first = runs["padded"][0]
                 rows = max(1, round(first["num_tokens"] / first["steps"] / MAX_LENGTH))
             packed_settings = {"TRAIN_PACKING": "true", "TRAIN_PACKING_STRATEGY": "bfd",
                                "TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": str(rows)}  # fmt: skip
             runs["packed_bfd"].append(one_epoch(model, data, packed_settings, seed))
-        padded, packed = runs["padded"], runs["packed_bfd"]
-        speed = [p["tokens_per_second"] for p in packed]
+        speed = {mode: statistics.median(r["tokens_per_second"] for r in runs[mode]) for mode in runs}
         results[name] = {
             "runs": runs,
-            "speedup": round(statistics.median(speed) / statistics.median(r["tokens_per_second"] for r in padded), 2),
+            "speedup": {mode: round(speed[mode] / speed["padded"], 2) for mode in ("padding_free", "packed_bfd")},
             "packed_rows_per_step": rows,
             "eval_loss": {mode: [round(r["eval_loss"], 4) for r in runs[mode]] for mode in runs},
         }

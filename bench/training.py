@@ -1,9 +1,9 @@
 """The job against the plainest TRL script that does the same training (bench/bare_trl.py).
 
-For each model and method, the job runs once to resolve its settings; the bare script then trains with
-exactly those settings, on the records the job validated. Then the two alternate, REPEATS times each,
-at SHORT and LONG optimizer steps, each a whole fresh process (the datasets cache fresh too). Reported,
-as medians with their min-max spread and as ratios ours / bare:
+For each model and method, the bare script trains with exactly the settings the job's first run
+resolved, on the records that run validated. The two alternate, REPEATS times each, at SHORT and LONG
+optimizer steps, each a whole fresh process (the datasets cache fresh too). Reported, as medians with
+their min-max spread and as ratios ours / bare:
 
   - time to first step: the wall time of the SHORT run (goal <= 1.10);
   - steady-state step time: (runtime LONG - runtime SHORT) / (LONG - SHORT), per repetition (goal <= 1.02),
@@ -83,15 +83,17 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> Run:
     return Run(wall, usage.ru_maxrss * 1024)
 
 
-def run_job(model: str, method: str, steps: int, work: Path, extra: dict[str, str]) -> Run:
-    output = Path(tempfile.mkdtemp(dir=work, prefix=f"job-{steps}-"))
+def run_job(model: str, method: str, steps: int, work: Path, extra: dict[str, str], *, keep: Path | None = None) -> Run:
+    """One job run; its output is removed afterwards unless it goes to `keep`."""
+    output = keep or Path(tempfile.mkdtemp(dir=work, prefix=f"job-{steps}-"))
     try:
         run = timed([sys.executable, "entrypoint.py"], job_env(model, method, output, steps, extra), work / "job.log")
         history = json.loads((output / "final" / "log_history.json").read_text())
         run.runtime = next(entry["train_runtime"] for entry in history if "train_runtime" in entry)
         return run
     finally:
-        shutil.rmtree(output, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(output, ignore_errors=True)
 
 
 def run_bare(settings: Path, data: Path, steps: int, work: Path) -> Run:
@@ -106,11 +108,8 @@ def run_bare(settings: Path, data: Path, steps: int, work: Path) -> Run:
         shutil.rmtree(output, ignore_errors=True)
 
 
-def resolve(model: str, method: str, work: Path, extra: dict[str, str]) -> tuple[Path, Path]:
-    """One job run whose resolved settings and validated records the bare script reuses."""
-    output = work / "resolved"
-    env = job_env(model, method, output, 1, extra)
-    timed([sys.executable, "entrypoint.py"], env, work / "resolve.log")
+def resolved(output: Path, work: Path) -> tuple[Path, Path]:
+    """The settings a job run resolved and the records it validated, for the bare script to reuse."""
     settings = json.loads((output / "final" / "effective_config.json").read_text())
     settings["training_resolved"].pop("max_steps", None)
     (work / "settings.json").write_text(json.dumps(settings))
@@ -122,10 +121,13 @@ def compare(model: str, method: str, quick: bool = False, extra: dict[str, str] 
     extra = {**MODEL_SETTINGS[model], **(extra or {})}
     work = Path(tempfile.mkdtemp(prefix=f"bench-{model}-{method}-"))
     try:
-        settings, data = resolve(model, method, work, extra)
         runs: dict[str, list[tuple[Run, Run]]] = {"job": [], "bare": []}
-        for _ in range(REPEATS):  # alternating, so that drift in the machine's speed hits both alike
-            job_short, bare_short = run_job(model, method, short, work, extra), run_bare(settings, data, short, work)
+        for repetition in range(REPEATS):  # alternating, so that drift in the machine's speed hits both alike
+            # The job's first run resolves the settings and records that the bare script then trains with.
+            keep = work / "resolved" if repetition == 0 else None
+            job_short = run_job(model, method, short, work, extra, keep=keep)
+            settings, data = resolved(work / "resolved", work)
+            bare_short = run_bare(settings, data, short, work)
             job_long, bare_long = run_job(model, method, long, work, extra), run_bare(settings, data, long, work)
             runs["job"].append((job_short, job_long))
             runs["bare"].append((bare_short, bare_long))
