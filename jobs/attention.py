@@ -119,8 +119,10 @@ def sdpa_varlen_forward(
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     sdpa = torch.nn.functional.scaled_dot_product_attention
+    # split, not slices: its backward is one concatenation, where each slice's fills a zero tensor of the row
+    lengths = [end - start for start, end in bounds]
     pieces = [
-        sdpa(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], dropout_p=dropout, scale=scaling, is_causal=True)
-        for a, b in bounds
+        sdpa(q, k, v, dropout_p=dropout, scale=scaling, is_causal=True)
+        for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2), strict=True)
     ]
     return torch.cat(pieces, dim=2).transpose(1, 2).contiguous(), None
