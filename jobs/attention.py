@@ -33,7 +33,9 @@ def padding_free(args: Any) -> bool:
 def choose(model_args: Any, args: Any) -> str | None:
     """`sdpa_varlen` for padding-free batches where the attention was left to transformers' default (SDPA) and
     the model's attention is plain causal attention; the attention is otherwise what the user set."""
-    if model_args.attn_implementation is not None or not padding_free(args) or not supports(_text_config(model_args)):
+    if model_args.attn_implementation is not None or not padding_free(args):
+        return None
+    if not supports(_text_config(model_args, trust_remote_code=getattr(args, "trust_remote_code", False))):
         return None
     model_args.attn_implementation = NAME
     return NAME
@@ -47,10 +49,12 @@ def keeps_records_apart(model_args: Any) -> bool:
     return supports(_text_config(model_args))
 
 
-def _text_config(model_args: Any) -> Any:
+def _text_config(model_args: Any, trust_remote_code: bool = False) -> Any:
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
+    config = AutoConfig.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_remote_code
+    )
     return config.get_text_config()
 
 

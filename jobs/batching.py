@@ -8,8 +8,9 @@ the same step without the padding (tests/jobs/test_batching.py).
 It is the SFT default wherever the attention runs each record at its own length: a flash-attention
 kernel that the user chose, or SDPA, the default, on a model whose attention is plain causal
 (`sdpa_varlen`, jobs/attention.py). Elsewhere a padding-free row would pay attention over the whole row,
-so padded batches stay. A batch of one record has no padding to save. TRAIN_PADDING_FREE or
-TRAIN_PACKING, once set, decide.
+so padded batches stay. A batch of one record has no padding to save. A model with remote code may
+not route its attention through transformers' interface, where the position ids keep records apart, so
+it keeps padded batches too. TRAIN_PADDING_FREE or TRAIN_PACKING, once set, decide.
 
 BFD packing (TRAIN_PACKING=true) is padding-free too, and a little faster, but it changes what a step
 holds: rows of max_length tokens instead of records. It therefore stays the user's choice.
@@ -37,7 +38,9 @@ def choose(method: Method, overrides: Mapping[str, Any], model_args: Any, args: 
     """Turn on padding-free batches where they are the method's default and the attention keeps records apart."""
     if not method.padding_free_by_default or USER_CHOICES & overrides.keys():
         return False
-    if args.per_device_train_batch_size < 2 or not attention.keeps_records_apart(model_args):
+    if args.per_device_train_batch_size < 2 or getattr(args, "trust_remote_code", False):
+        return False
+    if not attention.keeps_records_apart(model_args):
         return False
     args.padding_free = True
     return True
@@ -51,9 +54,13 @@ def default_for(name: str, group: str) -> tuple[Any, str] | None:
     return True, "where the model's attention keeps records apart, jobs/batching.py"
 
 
-def trainer_class(base: type[Any], args: Any) -> type[Any]:
-    """The trainer, itself truncating records where TRL would refuse padding-free batches with max_length."""
-    if not getattr(args, "padding_free", False) or args.packing or args.max_length is None:
+def trainer_class(method: Method, args: Any) -> type[Any]:
+    """The method's trainer, itself truncating records where TRL's SFTTrainer would refuse padding-free batches
+    with max_length (DPO's trainer has no such guard: it pads where it cannot go padding-free)."""
+    base = method.trainer_class()
+    if not method.padding_free_by_default or not getattr(args, "padding_free", False):
+        return base
+    if getattr(args, "packing", False) or getattr(args, "max_length", None) is None:
         return base
     return type(base.__name__, (TruncateInPreparation, base), {"truncate_to": args.max_length})
 
@@ -71,7 +78,6 @@ class TruncateInPreparation:
             args.max_length = self.truncate_to  # what the run resolved to, in the saved config
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, packing: bool, *rest: Any) -> Any:
-        if not packing:
-            args = copy.copy(args)
-            args.max_length = self.truncate_to
+        args = copy.copy(args)  # unpacked records are truncated to it; packed ones (eval_packing) fill rows of it
+        args.max_length = self.truncate_to
         return super()._prepare_dataset(dataset, processing_class, args, packing, *rest)  # pyright: ignore[reportAttributeAccessIssue]

@@ -152,7 +152,7 @@ def build_trainer(config: JobConfig, method: Method, guards: Guards) -> tuple[An
     guards.memory.start()
     model = load_model(model_args, trust_remote_code=args.trust_remote_code)
     try:
-        trainer = guarded(batching.trainer_class(method.trainer_class(), args))(
+        trainer = guarded(batching.trainer_class(method, args))(
             model=model,
             args=args,
             train_dataset=train_dataset,

@@ -57,15 +57,24 @@ def test_a_model_with_windowed_attention_keeps_padded_batches(tmp_path: Path, de
     assert not batching.choose(METHODS["sft"], {}, _model_args(str(tmp_path)), _args())
 
 
-def test_the_trainer_truncates_only_for_padding_free_batches_without_packing() -> None:
-    class Trainer:
-        pass
+def test_the_trainer_truncates_only_for_padding_free_sft_batches_without_packing() -> None:
+    import trl
 
-    assert batching.trainer_class(Trainer, _args(packing=False, max_length=64)) is Trainer  # padded
-    assert batching.trainer_class(Trainer, _args(padding_free=True, packing=True, max_length=64)) is Trainer
-    assert batching.trainer_class(Trainer, _args(padding_free=True, packing=False, max_length=None)) is Trainer
-    truncating = batching.trainer_class(Trainer, _args(padding_free=True, packing=False, max_length=64))
-    assert issubclass(truncating, Trainer) and truncating.__name__ == "Trainer"
+    sft, dpo = METHODS["sft"], METHODS["dpo"]
+    assert batching.trainer_class(sft, _args(packing=False, max_length=64)) is trl.SFTTrainer  # padded
+    assert batching.trainer_class(sft, _args(padding_free=True, packing=True, max_length=64)) is trl.SFTTrainer
+    assert batching.trainer_class(sft, _args(padding_free=True, packing=False, max_length=None)) is trl.SFTTrainer
+    # DPO's config has no packing; its trainer pads where it cannot go padding-free
+    assert batching.trainer_class(dpo, _args(padding_free=True, max_length=64)) is trl.DPOTrainer
+    truncating = batching.trainer_class(sft, _args(padding_free=True, packing=False, max_length=64))
+    assert issubclass(truncating, trl.SFTTrainer) and truncating.__name__ == "SFTTrainer"
+
+
+def test_a_model_with_remote_code_keeps_padded_batches(demo_model: str) -> None:
+    """Its attention may not go through transformers' interface, where position ids keep records apart."""
+    args = _args(trust_remote_code=True)
+    assert not batching.choose(METHODS["sft"], {}, _model_args(demo_model), args)
+    assert not args.padding_free
 
 
 def _gsm8k(tmp_path: Path, n: int) -> Path:
@@ -85,6 +94,17 @@ def _train(demo_model: str, data: Path, out: Path, **settings: str) -> tuple[lis
     history = json.loads((out / "final" / "log_history.json").read_text())
     resolved = json.loads((out / "final" / "effective_config.json").read_text())["training_resolved"]
     return [entry for entry in history if "loss" in entry], resolved
+
+
+@pytest.mark.slow
+def test_packed_evaluation_beside_padding_free_training(demo_model: str, tmp_path: Path) -> None:
+    """TRAIN_EVAL_PACKING packs the held-out records into rows of max_length while training stays padding-free."""
+    data = _gsm8k(tmp_path, 40)
+    history, resolved = _train(demo_model, data, tmp_path / "out", TRAIN_EVAL_PACKING="true", TRAIN_EVAL_SPLIT="0.2",
+                               TRAIN_EVAL_STRATEGY="steps", TRAIN_EVAL_STEPS="3")  # fmt: skip
+    assert resolved["padding_free"] and resolved["eval_packing"] and len(history) == 6
+    log = json.loads((tmp_path / "out" / "final" / "log_history.json").read_text())
+    assert [entry["step"] for entry in log if "eval_loss" in entry] == [3, 6]
 
 
 @pytest.mark.slow
