@@ -90,7 +90,8 @@ def _ratio(figure: dict[str, Any]) -> str:
 def table_lines(results: dict[str, Any]) -> list[str]:
     """The Markdown table of what this run measured."""
     host = results["machine"]
-    revisions = sorted({results[name].get("revision", host["revision"]) for name in PARTS if name in results})
+    revisions = sorted({results[name].get("revision", host["revision"]) for name in PARTS if name in results}
+                       | {row["revision"] for row in _rerun_rows(results)})  # fmt: skip
     lines = [f"Measured {results['date']} at {', '.join(revisions)} on {host['cpu']} ({host['cpus']} CPUs, "
              f"{host['memory_gib']} GiB, GPU: {host['gpu']}), Python {host['python']}; "
              f"{results['seconds']} s in all. Ratios are ours / baseline: median (range over the repetitions); "
@@ -102,14 +103,22 @@ def table_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rerun_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Training rows rerun on their own after the part (each with the revision it ran at)."""
+    models = results.get("training", {}).values()
+    return [row for methods in models if isinstance(methods, dict) for row in methods.values()
+            if isinstance(row, dict) and "revision" in row]  # fmt: skip
+
+
 def _training_lines(training: dict[str, Any]) -> list[str]:
     lines = ["| model | method | first step, s (job / bare) | ratio (goal 1.10) | step, s (job / bare) | "
              "ratio (goal 1.02) | peak RSS, MiB (job / bare) | ratio |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for model, methods in training.items():
         for method, f in methods.items() if isinstance(methods, dict) else ():
             job, bare = f["job"], f["bare"]
+            rerun = f" (at {f['revision']})" if "revision" in f else ""
             lines.append(
-                f"| {model} | {method} | {job['first_step_wall_seconds']['median']} / "
+                f"| {model} | {method}{rerun} | {job['first_step_wall_seconds']['median']} / "
                 f"{bare['first_step_wall_seconds']['median']} | {_ratio(f['ratio_first_step_wall_seconds'])} | "
                 f"{job['step_seconds']['median']} / {bare['step_seconds']['median']} | "
                 f"{_ratio(f['ratio_step_seconds'])} | {job['peak_rss_mib']['median']:.0f} / "
