@@ -142,13 +142,11 @@ def _packing_lines(packing: dict[str, Any]) -> list[str]:
         figures = packing[name]
         lines.append(f"| {name}, padded batches of 8 records | 1 | {figures['eval_loss']['padded']} |")
         modes = (("padding_free", "padding-free batches of 8 records (default)"),
-                 ("packed_bfd", f"BFD packing, {figures.get('packed_rows_per_step', '?')} rows a step"))  # fmt: skip
+                 ("packed_bfd", f"BFD packing, {figures['packed_rows_per_step']} rows a step"))  # fmt: skip
         for mode, title in modes:
-            if mode in figures["eval_loss"]:
-                speedup = figures["speedup"]
-                value = speedup.get(mode) if isinstance(speedup, dict) else speedup  # older results: BFD alone
-                verdict = " ✓" if value is not None and value >= 1.5 else " ✗"
-                lines.append(f"| {name}, {title} | {value}{verdict} | {figures['eval_loss'][mode]} |")
+            value = figures["speedup"][mode]
+            verdict = " ✓" if value >= 1.5 else " ✗"
+            lines.append(f"| {name}, {title} | {value}{verdict} | {figures['eval_loss'][mode]} |")
     return lines
 
 

@@ -126,11 +126,11 @@ def compare(model: str, method: str, quick: bool = False, extra: dict[str, str] 
     work = Path(tempfile.mkdtemp(prefix=f"bench-{model}-{method}-"))
     try:
         runs: dict[str, list[tuple[Run, Run]]] = {"job": [], "bare": []}
+        # The job's first run resolves the settings and records that the bare script then trains with.
+        first = run_job(model, method, short, work, extra, keep=work / "resolved")
+        settings, data = resolved(work / "resolved", work)
         for repetition in range(REPEATS):  # alternating, so that drift in the machine's speed hits both alike
-            # The job's first run resolves the settings and records that the bare script then trains with.
-            keep = work / "resolved" if repetition == 0 else None
-            job_short = run_job(model, method, short, work, extra, keep=keep)
-            settings, data = resolved(work / "resolved", work)
+            job_short = first if repetition == 0 else run_job(model, method, short, work, extra)
             bare_short = run_bare(settings, data, short, work)
             job_long, bare_long = run_job(model, method, long, work, extra), run_bare(settings, data, long, work)
             runs["job"].append((job_short, job_long))

@@ -15,6 +15,7 @@ rows would lose those limits (`supports`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 NAME = "sdpa_varlen"
@@ -50,12 +51,14 @@ def keeps_records_apart(model_args: Any) -> bool:
 
 
 def _text_config(model_args: Any, trust_remote_code: bool = False) -> Any:
+    return _load_text_config(str(model_args.model_name_or_path), model_args.model_revision, trust_remote_code)
+
+
+@functools.cache  # asked by the batching default and then by `choose`, in the same process
+def _load_text_config(path: str, revision: str | None, trust_remote_code: bool) -> Any:
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=trust_remote_code
-    )
-    return config.get_text_config()
+    return AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code).get_text_config()
 
 
 def supports(config: Any) -> bool:
