@@ -34,10 +34,6 @@ COPY requirements.txt ./
 COPY scripts/install.sh scripts/install.sh
 # The same pins and the same script as `make`.
 RUN python3 -m venv /opt/venv && scripts/install.sh /opt/venv/bin/python requirements.txt
-# Validation's compiled byte scans, as `make` builds them.
-COPY scripts/build-ext.sh scripts/build-ext.sh
-COPY jobs/data/_scan.c jobs/data/_scan.c
-RUN scripts/build-ext.sh /opt/venv/bin/python --require
 
 # ---- runtime: the venv, the code, a non-root user ----
 FROM ${BASE_IMAGE} AS runtime
@@ -58,7 +54,6 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY entrypoint.py ./
 COPY jobs jobs
-COPY --from=build /build/jobs/data/_scan.*.so jobs/data/
 COPY schemas schemas
 COPY accelerate_configs accelerate_configs
 # Writable paths are volumes (/output, /cache, /tmp), so the root filesystem can be read-only. Nothing is

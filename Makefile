@@ -12,9 +12,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Validation's compiled byte scans (jobs/data/_scan.c); without a C compiler validation runs slower without them.
-SCAN_EXT := jobs/data/_scan$(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
-ENV := $(STAMP) $(SCAN_EXT)
+ENV := $(STAMP)
 DEMO_MODEL := .cache/demo-model
 LINT_PATHS := jobs entrypoint.py
 
@@ -34,9 +32,6 @@ $(STAMP): requirements.txt requirements-dev.txt scripts/install.sh
 	test -x $(PY) || { scripts/test-tools.sh venv $(PYTHON) && $(PYTHON) -m venv $(VENV); }
 	scripts/install.sh $(PY) requirements.txt requirements-dev.txt
 	touch $@
-
-$(SCAN_EXT): jobs/data/_scan.c scripts/build-ext.sh | $(STAMP)
-	scripts/build-ext.sh $(PY)
 
 install: $(ENV)
 

@@ -33,6 +33,10 @@ class Run:
                     continue
         return lines
 
+    def messages(self) -> str:
+        """The log lines' messages, as a person reads them (quotes unescaped)."""
+        return "\n".join(str(entry.get("message", "")) for entry in self.logs())
+
     def steps(self) -> list[int]:
         """The steps of the training log lines (those with a loss), in log order."""
         return [

@@ -16,17 +16,18 @@ from typing import Any
 import orjson
 
 from jobs.data.adapters import ADAPTERS, Adapter, detect_adapter
-from jobs.data.formats import FORMATS, MESSAGE_KEYS, Format, SchemaChecker, native_format
-from jobs.data.hygiene import hygiene
+from jobs.data.formats import FORMATS, MESSAGE_KEYS, Format, SchemaChecker, deepest, native_format
+from jobs.data.hygiene import hygiene, may_hold_findings
 from jobs.data.keys import KeyTable, LeakIndex
 from jobs.data.prepared import PreparedWriter
-from jobs.data.readers import NOT_PARSED, FatalReadError, Unparsable, iter_lines, parse_line
+from jobs.data.readers import FatalReadError, Unparsable, iter_records
 from jobs.data.report import FileReport
-from jobs.data.scan import COMPILED, plain, plain_args, scan
 from jobs.data.semantics import Finding, check_record, message_text
-from jobs.data.split import canonical, goes_to_eval, normalized_key, prompt_key
+from jobs.data.split import canonical, digest, goes_to_eval, normalized_key, prompt_key
 
 logger = logging.getLogger(__name__)
+
+CANONICAL_MAX_DEPTH = 254  # orjson writes no deeper (jobs/data/split.py: canonical)
 
 
 @dataclass(frozen=True)
@@ -145,29 +146,21 @@ class FileValidator:
         # field and whether that holds a conversation; records like it skip format detection.
         self._shape_keys: set[str] | None = None
         self._first, self._conversational = "", False
-        self._fast: tuple[tuple[str, ...], bytes, int, int, int, int, float] | None = None  # scan.plain's arguments
-        self._fast_paired = False
         self.lengths = array("I")
 
-    def run(self, records: Iterable[tuple[int, Any, bytes | None]] | None = None) -> FileReport:
-        """Every record of the file (or of `records`: line, parsed record, its line as written or None)."""
+    def run(self, records: Iterable[tuple[int, Any]] | None = None) -> FileReport:
+        """Every record of the file (or of `records`: line, parsed record)."""
         report, process = self.report, self._process
-        for line, item, written in records if records is not None else iter_lines(self.path, parse=False):
+        for line, item in records if records is not None else iter_records(self.path):
             if type(item) is FatalReadError:
                 report.fatal = f"{self.path}:{line}: {item.message}"
                 break
             report.records += 1
             if report.wrong_kind is None:  # data of the wrong kind is only counted, for the refusal
-                process(line, item, written)
+                process(line, item)
         return report
 
-    def _process(self, line: int, item: Any, written: bytes | None) -> None:
-        if item is NOT_PARSED:
-            assert written is not None
-            if self._fast is not None and (verdict := plain(written, *self._fast)) is not None:
-                exact, key, length, held_out = verdict
-                return self._keep(line, _as_line(written), (exact, key, self._fast_paired, held_out, length, 0))
-            item = parse_line(written)
+    def _process(self, line: int, item: Any) -> None:
         if type(item) is not dict:
             return self._refuse_item(line, item)
         shape = self.shape if self._native_keys(item) else self._shape(line, item)
@@ -175,12 +168,12 @@ class FileValidator:
             return None
         fmt, adapter = shape
         if adapter is None:
-            return self._check(line, item, fmt, written)
+            return self._check(line, item, fmt)
         try:
             record = adapter.convert(item)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
             return self._reject(line, [("/", f"cannot convert from {adapter.name}: {error!r}")])
-        return self._check(line, record, fmt, None, converted=True)
+        return self._check(line, record, fmt, converted=True)
 
     def _refuse_item(self, line: int, item: Any) -> None:
         if isinstance(item, Unparsable):
@@ -188,9 +181,7 @@ class FileValidator:
         kind = "null" if item is None else type(item).__name__
         return self._reject(line, [("/", f"expected a JSON object, got {kind}")])
 
-    def _check(
-        self, line: int, record: dict[str, Any], fmt: Format, written: bytes | None, converted: bool = False
-    ) -> None:
+    def _check(self, line: int, record: dict[str, Any], fmt: Format, converted: bool = False) -> None:
         assert self.checker is not None
         if not self.checker.is_valid(record):
             return self._reject(line, self.checker.violations(record), converted=converted)
@@ -200,7 +191,7 @@ class FileValidator:
             errors = [(f.path, f.message) for f in findings if not f.warning]
             if errors:
                 return self._reject(line, errors, converted=converted)
-        return self._accept(line, record, fmt, written)
+        return self._accept(line, record, fmt)
 
     def _detect(self, item: dict[str, Any]) -> tuple[Format, Adapter | None] | None:
         chosen = self.policy.data_format
@@ -240,12 +231,6 @@ class FileValidator:
 
     def _remember_native(self, item: dict[str, Any], fmt: Format) -> None:
         self._shape_keys, self._first, self._conversational = set(item), fmt.fields[0], fmt.conversational
-        # Lines of a plain format are checked whole in compiled code, unless a key needs the parsed record:
-        # a normalised one (leakage), or the whole record's for the split's draw.
-        needs_record = self.needs_normalized or (self.policy.eval_split > 0 and "prompt" not in fmt.fields)
-        line_check = None if needs_record else plain_args(fmt)
-        self._fast = line_check and (*line_check, self.policy.seed, self.policy.eval_split)
-        self._fast_paired = "prompt" in fmt.fields and "rejected" in fmt.fields
 
     def _native_keys(self, item: dict[str, Any]) -> bool:
         """The common case, tested first: the keys and first field type of the native record that locked the
@@ -311,21 +296,25 @@ class FileValidator:
                 warned.add(finding.message)
                 self.report.add_warning(line, finding.path, finding.message)
 
-    def _accept(self, line: int, record: dict[str, Any], fmt: Format, written: bytes | None) -> None:
+    def _accept(self, line: int, record: dict[str, Any], fmt: Format) -> None:
         """A record that passed its checks: its character hygiene, then keys, leakage, side and write."""
-        prepared, data, (kinds, _, exact) = _serialised(record, fmt, written)
-        findings = hygiene(record, fmt, kinds, self.policy.text_errors) if kinds else None
+        prepared = prepared_record(record, fmt)
+        try:
+            data = canonical(prepared) + b"\n"
+        except orjson.JSONEncodeError:
+            return self._reject(line, [_unwritable(prepared)])
+        findings = hygiene(record, fmt, self.policy.text_errors) if may_hold_findings(data) else None
         if findings:
             self._warn(line, findings)
             errors = [(f.path, f"{f.message} (an error under TRAIN_TEXT_ERRORS)") for f in findings if not f.warning]
             if errors:
                 return self._reject(line, errors)
-        normalized = normalized_key(prepared[name] for name in fmt.fields) if self.needs_normalized else 0
+        normalized = normalized_key(prepared[name] for name in fmt.fields) if self.needs_normalized else b""
         key, paired = self._side_key(prepared, fmt)
         held_out = key is not None and goes_to_eval(key, self.policy.eval_split, self.policy.seed)
-        return self._keep(line, data, (exact, key, paired, held_out, text_length(record, fmt), normalized))
+        return self._keep(line, data, (digest(data), key, paired, held_out, text_length(record, fmt), normalized))
 
-    def _side_key(self, prepared: dict[str, Any], fmt: Format) -> tuple[int | None, bool]:
+    def _side_key(self, prepared: dict[str, Any], fmt: Format) -> tuple[bytes | None, bool]:
         """The key a record's side is drawn from: its prompt's (the whole record's without one), so that records
         sharing a prompt share a side; and whether it is a pair's prompt (unpaired data repeats each prompt by
         design). None when neither a split nor duplicate prompts need it."""
@@ -337,10 +326,10 @@ class FileValidator:
             return prompt_key(prompt), paired
         return normalized_key((prompt,) if prompt is not None else (prepared[name] for name in fmt.fields)), paired
 
-    def _keep(self, line: int, data: bytes, keys: tuple[int, int | None, bool, bool, int, int]) -> None:
+    def _keep(self, line: int, data: bytes, keys: tuple[bytes, bytes | None, bool, bool, int, bytes]) -> None:
         """An accepted record's keys, leakage check, side and write. `keys`: its digest, side key (None: not
         needed), whether that is a pair's prompt, whether the split holds it out, its text length and its
-        normalised key (0: not needed)."""
+        normalised key (empty: not needed)."""
         exact, key, paired, held_out, length, normalized = keys
         self.split.seen.add(exact, line)
         if self.role == "eval" and self._leaks(line, exact, normalized):
@@ -353,7 +342,7 @@ class FileValidator:
         self.lengths.append(length)
         self.report.valid += 1
 
-    def _leaks(self, line: int, exact: int, normalized: int) -> bool:
+    def _leaks(self, line: int, exact: bytes, normalized: bytes) -> bool:
         assert self.leak is not None
         kind, index = "exact", self.leak.exact
         position = index.find(exact)
@@ -383,27 +372,15 @@ class FileValidator:
         self.lengths.extend(shard.lengths)
 
 
-def _as_line(written: bytes) -> bytes:
-    """A line as written, ending with one newline (the file's last line may have none, CRLF files two bytes)."""
-    if written.endswith(b"\n") and not written.endswith(b"\r\n"):
-        return written
-    return written.rstrip(b"\r\n") + b"\n"
-
-
-def _serialised(
-    record: dict[str, Any], fmt: Format, written: bytes | None
-) -> tuple[dict[str, Any], bytes, tuple[int, int, int]]:
-    """The prepared record, its line in the prepared file (with its newline) and that line's scan. The line
-    as the user wrote it where it already is the prepared record (a plain format's fields in order, each
-    once: a line repeating a key parses to fewer keys than it holds), so that most files are never
-    re-serialised; the canonical JSON otherwise. The scan's digest is the same for both."""
-    if written is not None and COMPILED and not fmt.conversational and tuple(record) == fmt.fields:
-        found = scan(written)
-        if found[1] == len(fmt.fields):
-            return record, _as_line(written), found
-    prepared = prepared_record(record, fmt)
-    data = canonical(prepared, nested=fmt.conversational) + b"\n"
-    return prepared, data, scan(data)
+def _unwritable(prepared: dict[str, Any]) -> tuple[str, str]:
+    """Why a record has no canonical JSON: nested deeper than JSON writers go, or a lone surrogate (a
+    `\\ud800` escape in a .json file) that is not text."""
+    depth, pointer = deepest(prepared)
+    if depth > CANONICAL_MAX_DEPTH:
+        return pointer, (f"nested {depth} levels deep; the prepared file's JSON holds at most {CANONICAL_MAX_DEPTH}: "
+                         "flatten the structure, or write deep values (tool-call arguments) as JSON text")  # fmt: skip
+    return "/", ("holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text: the text was cut "
+                 "inside a character upstream; fix or drop the record")  # fmt: skip
 
 
 def _kind_label(kind: str) -> str:

@@ -1,8 +1,7 @@
 """The accepted data formats, their JSON Schemas (schemas/), and how a record's format is recognised.
 
-Each format has one schema file. Validation has a fast path (a compiled Rust validator answers
-valid/invalid) and a precise path for the few records that fail (the reference `jsonschema` library
-lists every violation with its JSON-pointer path).
+Each format has one schema file, checked by jsonschema-rs: valid or invalid for every record, and
+every violation with its JSON-pointer path for the few that fail.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ class Format:
     title: str
     optional: tuple[str, ...] = ()  # columns a record may add, such as `tools`
     texts: tuple[str, ...] = ()  # the fields that hold one text (a plain format's; not a label)
-    flags: tuple[str, ...] = ()  # the fields that hold true or false (a label)
 
 
 def _load_formats() -> dict[str, Format]:
@@ -41,11 +39,9 @@ def _load_formats() -> dict[str, Format]:
         optional = tuple(key for key in schema["properties"] if key not in schema["required"])
         properties = [(key, schema["properties"][key]) for key in schema["required"]]
         texts = tuple(key for key, rule in properties if rule.get("$ref", "").endswith("/$defs/text"))
-        flags = tuple(key for key, rule in properties if rule.get("type") == "boolean")
         formats[name] = Format(
-            name, meta["kind"], tuple(schema["required"]), meta["conversational"], schema["title"], optional, texts,
-            flags,
-        )  # fmt: skip
+            name, meta["kind"], tuple(schema["required"]), meta["conversational"], schema["title"], optional, texts
+        )
     return formats
 
 
@@ -108,67 +104,79 @@ def load_schema(name: str) -> dict[str, Any]:
     return _inline_shared_defs(schema, shared)
 
 
-_PLAIN_SCHEMA_KEYS = {"$schema", "$id", "title", "description", "x-trainjob", "type", "required", "properties", "$defs"}
-
-
-def _only(rule: dict[str, Any], kind: str) -> bool:
-    return set(rule) <= {"type", "description"} and rule.get("type") == kind
-
-
-@cache
-def checked_from_line(fmt: Format) -> bool:
-    """Whether a record's line alone decides its schema (scan.plain): a plain format whose every field is a
-    text (a string, nothing more) or a flag (true or false), nothing optional and no other rule."""
-    schema = load_schema(fmt.name)
-    return (
-        not fmt.conversational
-        and not fmt.optional
-        and set(fmt.texts + fmt.flags) == set(fmt.fields)
-        and set(schema) <= _PLAIN_SCHEMA_KEYS
-        and _only(schema["$defs"]["text"], "string")
-        and all(_only(schema["properties"][name], "boolean") for name in fmt.flags)
-    )
-
-
 class SchemaChecker:
-    """Fast valid/invalid answers, and precise messages on demand, for one format."""
+    """Valid/invalid answers, and every violation on demand, for one format (jsonschema-rs, compiled once)."""
 
     def __init__(self, format_name: str) -> None:
         import jsonschema_rs
 
         self.schema = load_schema(format_name)
-        self.is_valid = jsonschema_rs.validator_for(self.schema).is_valid
-        self._precise: Any = None
+        self._validator = jsonschema_rs.validator_for(self.schema)
+        self.is_valid = self._validator.is_valid
 
     def violations(self, record: Any) -> list[tuple[str, str]]:
         """Every violation as (JSON pointer, message), most specific first."""
-        if self._precise is None:
-            from jsonschema import Draft202012Validator
-
-            self._precise = Draft202012Validator(self.schema)
-        errors = [_explain(e) for e in self._precise.iter_errors(record)]
+        try:
+            errors = [_explain(e) for e in self._validator.iter_errors(record)]
+        except ValueError:  # the library stops converting a record nested too deeply to describe it
+            depth, pointer = deepest(record)
+            return [(pointer, f"nested {depth} levels deep, too deep to check; a record holds text, not structure "
+                              "this deep")]  # fmt: skip
         found = []
-        for error in sorted(errors, key=lambda e: (-len(e.absolute_path), e.message)):
-            pointer = "".join(f"/{part}" for part in error.absolute_path) or "/"
-            found.append((pointer, _describe(error)))
+        for error in sorted(errors, key=lambda e: (-len(e.instance_path), e.message)):
+            found.append((_pointer(error.instance_path), _describe(error)))
         return found
+
+
+_POINTER_PARTS_SHOWN = 8
+
+
+def deepest(value: Any) -> tuple[int, str]:
+    """How many levels of arrays and objects a JSON value nests, and the JSON pointer of its deepest one
+    (its first parts, where the nesting starts, when it is long)."""
+    best, best_path = 0, "/"
+    todo: list[tuple[Any, int, tuple[Any, ...]]] = [(value, 0, ())]
+    while todo:
+        item, depth, path = todo.pop()
+        children = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth + 1 > best:
+            shown = path[:_POINTER_PARTS_SHOWN]
+            best, best_path = depth + 1, _pointer(shown) + ("/..." if len(path) > len(shown) else "")
+        todo.extend((child, depth + 1, (*path, key)) for key, child in children)
+    return best, best_path
+
+
+def _pointer(parts: Any) -> str:
+    return "".join(f"/{part}" for part in parts) or "/"
+
+
+def _branches(error: Any) -> list[Any]:
+    """The errors of every branch of an anyOf/oneOf failure, flattened; [] for other errors."""
+    return [sub for branch in getattr(error.kind, "context", None) or [] for sub in branch]
 
 
 def _explain(error: Any) -> Any:
     """An anyOf failure is explained by the branch whose type matched (e.g. the array branch for a list)."""
-    deeper = [e for e in error.context or [] if e.validator != "type"]
+    deeper = [e for e in _branches(error) if type(e.kind).__name__ != "Type"]
     if not deeper:
         return error  # every branch rejected the value's type: _describe lists the accepted ones
-    return _explain(max(deeper, key=lambda e: len(e.absolute_path)))
+    return _explain(max(deeper, key=lambda e: len(e.instance_path)))
 
 
 def _describe(error: Any) -> str:
-    """jsonschema's message, with anyOf/if-then failures explained by their most relevant cause."""
-    if error.validator == "anyOf" and error.context:
-        kinds = sorted({str(sub.schema.get("type", "?")) for sub in error.context if "type" in sub.schema})
+    """The library's message, with anyOf failures explained by their most relevant cause."""
+    kind = type(error.kind).__name__
+    if kind == "AnyOf" and _branches(error):
+        kinds = sorted({name for sub in _branches(error) for name in getattr(sub.kind, "types", ())})
         return f"{_short(error.instance)} is not one of the accepted shapes ({', '.join(kinds)})"
-    if error.validator == "required":
+    if kind == "Required":
         return error.message.replace("is a required property", "is missing (a required field)")
+    if kind == "Enum":
+        return f"{_short(error.instance)} is not one of {', '.join(json.dumps(o) for o in error.kind.options)}"
+    if kind == "MinItems" and error.kind.limit == 1:
+        return f"{_short(error.instance)} should be non-empty"
     return error.message
 
 

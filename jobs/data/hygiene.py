@@ -1,10 +1,10 @@
 """Character hygiene: characters a reader of the text does not see but the model does.
 
 Each kind is a warning, counted and located like the other findings; TRAIN_TEXT_ERRORS names the kinds
-that are errors instead. Scanning every text with regular expressions costs more than parsing it, so each
-record's JSON is first screened for the code points each kind is made of, in the compiled pass that also
-digests it (jobs/data/scan.py); only the kinds it points to are then checked exactly on the record's
-texts, here. The screen may point at a kind the text does not hold, never the reverse.
+that are errors instead. Scanning every text with every kind's expression costs more than parsing it, so
+each record's canonical JSON is first screened, in one search, for the bytes that start a character of
+any kind (`may_hold_findings`); only a record it points to has its texts checked exactly. The screen may
+point at a record that holds no finding, never the reverse (tests/jobs/data/test_hygiene.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ TEXT_CHECKS = {
     "zero_width": "zero-width characters inside words: invisible, they split words into odd tokens",
     "mojibake": "mojibake: UTF-8 text decoded as Latin-1/cp1252 (such as 'Ã©' for 'é', 'â€™' for '’')",
 }
-KIND_BITS = {kind: 1 << i for i, kind in enumerate(TEXT_CHECKS)}
+
+# In canonical JSON (orjson's: controls escaped as \u00XX, \b or \f, every other character raw UTF-8), the
+# bytes that start a character of some kind: a control escape, DEL or a C1 control, private use, U+FFFD,
+# bidi controls, zero-width characters, a mojibake lead (U+00C2-U+00F4). An escaped backslash before a b or
+# an f also matches: the screen may point at a record that holds no finding, never the reverse.
+_SUSPECT = re.compile(
+    rb"\\(?:u00|[bf])|\x7f|\xc2[\x80-\x9f]|\xee|\xef[\x80-\xa3\xbb\xbf]|\xe2\x80[\x8b-\x8d\xaa-\xae]"
+    rb"|\xe2\x81[\xa0\xa6-\xa9]|\xc3[\x82-\xb4]"
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")
@@ -66,15 +74,17 @@ _EXACT = {
 }
 
 
-def hygiene(record: dict[str, Any], fmt: Format, screened: int, errors: frozenset[str] = frozenset()) -> list[Finding]:
-    """Character hygiene findings of the kinds `screen` pointed to, with the path of each text that has them:
-    warnings, or errors for the kinds in `errors` (TRAIN_TEXT_ERRORS)."""
-    if not screened:
-        return []
-    kinds = [kind for kind, bit in KIND_BITS.items() if screened & bit]
+def may_hold_findings(canonical_json: bytes) -> bool:
+    """Whether a record's canonical JSON holds the start of a character of any kind."""
+    return _SUSPECT.search(canonical_json) is not None
+
+
+def hygiene(record: dict[str, Any], fmt: Format, errors: frozenset[str] = frozenset()) -> list[Finding]:
+    """Character hygiene findings with the path of each text that has them: warnings, or errors for the kinds
+    in `errors` (TRAIN_TEXT_ERRORS)."""
     return [
         Finding(path, TEXT_CHECKS[kind], warning=kind not in errors)
         for path, text in texts(record, fmt)
-        for kind in kinds
+        for kind in TEXT_CHECKS
         if _EXACT[kind](text)
     ]

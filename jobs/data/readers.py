@@ -1,15 +1,17 @@
-"""Streaming readers: .jsonl, .json (one array), .parquet, each optionally gzip-compressed.
+"""Readers: .jsonl, .json (one array), .parquet, each optionally gzip-compressed.
 
-Memory stays flat in the file size: records are yielded one at a time; a JSON array is split into its
-elements by a byte scanner (strings and escapes aware) and each element is parsed alone. Input that
+A .jsonl file is streamed, one record a line. A .json array is read whole (it is one JSON value) and split
+into its elements by the standard library's decoder, each with the line it starts on; it may be at most
+JSON_ARRAY_MAX_BYTES, and larger data belongs in .jsonl. Parquet is read in batches of rows. Input that
 cannot be parsed becomes an `Unparsable` item carrying its line, never an exception from deep inside a
-library (the JSON reader under `datasets` segfaults on deeply nested input; orjson stops at depth 1024).
+library (orjson stops at 1,024 levels of nesting; the JSON reader under `datasets` segfaults deeper).
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import json
 import re
 import shutil
 import tempfile
@@ -23,23 +25,9 @@ from jobs.errors import DataError, EnvironmentProblem
 
 SUFFIXES = (".jsonl", ".json", ".parquet")
 BOM = b"\xef\xbb\xbf"
-CHUNK = 1 << 20
 READ_BUFFER = 1 << 20
-
-
-class NotParsed:
-    """The item of a line read with parse=False: its reader (the validator) parses it when it needs to."""
-
-
-NOT_PARSED = NotParsed()
-
-
-def parse_line(line: bytes) -> Any:
-    """A .jsonl line's record, or Unparsable."""
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError as error:
-        return Unparsable(f"not valid JSON: {error}")
+# A .json array is one JSON value, parsed whole in memory (a few times its size as Python objects).
+JSON_ARRAY_MAX_BYTES = 1 << 30
 
 
 class Unparsable(NamedTuple):
@@ -52,6 +40,14 @@ class FatalReadError(NamedTuple):
     """The rest of the file cannot be read (a broken JSON array cannot be resynchronised)."""
 
     message: str
+
+
+def parse_line(line: bytes) -> Any:
+    """A .jsonl line's record, or Unparsable."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        return Unparsable(f"not valid JSON: {error}")
 
 
 def base_suffix(path: Path) -> str:
@@ -85,34 +81,26 @@ def open_binary(path: Path) -> IO[bytes]:
 
 def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
     """Yield (1-based line or row, parsed record | Unparsable | FatalReadError)."""
-    for line, item, _ in iter_lines(path):
-        yield line, item
-
-
-def iter_lines(path: Path, parse: bool = True) -> Iterator[tuple[int, Any, bytes | None]]:
-    """`iter_records` with each .jsonl record's line as written (None from other file types); with
-    parse=False a .jsonl line's item is NOT_PARSED."""
     suffix = base_suffix(path)
     try:
         if suffix == ".parquet":
-            yield from ((row, record, None) for row, record in _iter_parquet(path))
+            yield from _iter_parquet(path)
         elif suffix == ".json":
-            yield from ((line, record, None) for line, record in iter_json_array(path))
+            yield from iter_json_array(path)
         else:
-            yield from LineCounter(path, parse=parse)
+            yield from LineCounter(path)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
-        yield 0, FatalReadError(f"the file cannot be read to its end ({error})"), None
+        yield 0, FatalReadError(f"the file cannot be read to its end ({error})")
 
 
 class LineCounter:
-    """The records of a .jsonl file, or of the byte range [start, end) of one, each with its line as written
-    (without a BOM); `lines` counts every line read. With parse=False each item is NOT_PARSED."""
+    """The records of a .jsonl file, or of the byte range [start, end) of one; `lines` counts every line read."""
 
-    def __init__(self, path: Path, start: int = 0, end: int | None = None, *, parse: bool = True) -> None:
-        self.path, self.start, self.end, self.parse = path, start, end, parse
+    def __init__(self, path: Path, start: int = 0, end: int | None = None) -> None:
+        self.path, self.start, self.end = path, start, end
         self.lines = 0
 
-    def __iter__(self) -> Iterator[tuple[int, Any, bytes | None]]:
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
         end = self.end if self.end is not None else float("inf")
         with open_binary(self.path) as handle:
             if self.start:
@@ -127,7 +115,7 @@ class LineCounter:
                     lines += 1
                     if line.isspace() or not line:  # no stripped copy of every line
                         continue
-                    yield lines, (parse_line(line) if self.parse else NOT_PARSED), line
+                    yield lines, parse_line(line)
             finally:
                 self.lines = lines
 
@@ -150,7 +138,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
         if path.suffix == ".gz":  # parquet needs random access: decompress to disk, never to memory
             source = Path(scratch) / path.stem
             with open_binary(path) as compressed, open(source, "wb") as plain:
-                shutil.copyfileobj(compressed, plain, CHUNK)
+                shutil.copyfileobj(compressed, plain, READ_BUFFER)
         try:
             parquet = pq.ParquetFile(source)
             row = 0
@@ -162,136 +150,88 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
             yield 0, FatalReadError(f"not a readable parquet file ({error})")
 
 
-# Outside strings the scanner stops at structure and newlines; inside strings only at quotes and escapes.
-_STRUCTURE = re.compile(rb'["\[\]{},\n]')
-_IN_STRING = re.compile(rb'["\\]')
+_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
 
 
-class _ArrayScanner:
-    """Splits a top-level JSON array into element byte strings, tracking line numbers."""
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's decoder accepts NaN and Infinity; JSON does not
 
-    def __init__(self, handle: IO[bytes]) -> None:
-        self.handle = handle
-        self.buf = b""
-        self.pos = 0  # scan position in buf
-        self.line = 1  # line number at `pos`
-        self.depth = 0
-        self.start: int | None = None  # offset in buf of the current element's first byte
-        self.start_line = 1
-        self.after_comma = False
-        self.eof = False
 
-    def _more(self) -> bool:
-        if self.eof:
-            return False
-        chunk = self.handle.read(CHUNK)
-        if not chunk:
-            self.eof = True
-            return False
-        keep = self.start if self.start is not None else self.pos
-        self.buf = self.buf[keep:] + chunk
-        self.pos -= keep
-        if self.start is not None:
-            self.start = 0
-        return True
-
-    def _search(self, pattern: re.Pattern[bytes]) -> re.Match[bytes] | None:
-        while True:
-            match = pattern.search(self.buf, self.pos)
-            if match:
-                return match
-            if not self._more():
-                return None
-
-    def open_array(self) -> None:
-        while not self.buf.lstrip(BOM).strip() and self._more():
-            pass
-        text = self.buf.removeprefix(BOM)
-        stripped = text.lstrip()
-        if not stripped:
-            raise DataError("the file is empty")
-        if not stripped.startswith(b"["):
-            raise DataError("a .json data file must hold one JSON array of records (use .jsonl for one per line)")
-        offset = len(self.buf) - len(stripped)
-        self.line += self.buf.count(b"\n", 0, offset)
-        self.pos = offset + 1
-        self.depth = 1
-        self._begin_element()
-
-    def _begin_element(self) -> None:
-        self.start, self.start_line = self.pos, self.line
-
-    def _skip_string(self) -> bool:
-        while True:
-            match = self._search(_IN_STRING)
-            if match is None:
-                return False
-            self.line += self.buf.count(b"\n", self.pos, match.start())
-            if match.group() == b"\\":
-                self.pos = match.end() + 1
-                if self.pos > len(self.buf) and not self._more():
-                    return False
-                continue
-            self.pos = match.end()
-            return True
-
-    def elements(self) -> Iterator[tuple[int, bytes]]:
-        """Yield (line, element bytes); raises DataError for a structural problem."""
-        while True:
-            match = self._search(_STRUCTURE)
-            if match is None:
-                raise DataError(f"line {self.line}: the JSON array is not closed (the file is truncated)")
-            char, self.pos = match.group(), match.end()
-            if char == b"\n":
-                self.line += 1
-            elif char == b'"':
-                if not self._skip_string():
-                    raise DataError(f"line {self.line}: a string is not closed (the file is truncated)")
-            elif char in b"[{":
-                self.depth += 1
-            elif char in b"]}" or (char == b"," and self.depth == 1):
-                element = self._close(char)
-                if element is not None:
-                    yield element
-                if self.depth == 0:
-                    self._expect_end()
-                    return
-
-    def _close(self, char: bytes) -> tuple[int, bytes] | None:
-        if char != b",":
-            self.depth -= 1
-            if self.depth > 0:
-                return None
-        assert self.start is not None
-        raw = self.buf[self.start : self.pos - 1]
-        body = raw.lstrip()
-        line = self.start_line + raw.count(b"\n", 0, len(raw) - len(body))
-        self._begin_element()
-        if body.strip():
-            self.after_comma = char == b","
-            return line, body
-        if char == b"," or self.after_comma:
-            raise DataError(f"line {line}: empty array element (a trailing or doubled comma); remove the comma")
-        return None
-
-    def _expect_end(self) -> None:
-        while self._more():
-            pass
-        if self.buf[self.pos :].strip():
-            raise DataError(f"line {self.line}: unexpected data after the closing ] of the array")
+def _read_array_text(path: Path) -> str:
+    """The whole file as text, or DataError when it is too large to read whole or not UTF-8."""
+    with open_binary(path) as handle:
+        data = handle.read(JSON_ARRAY_MAX_BYTES + 1)
+    if len(data) > JSON_ARRAY_MAX_BYTES:
+        raise DataError(
+            f"line 1: a .json array is read whole, and this one is over {JSON_ARRAY_MAX_BYTES >> 30} GiB; write "
+            f"it as .jsonl, one record a line (jq -c '.[]' {path.name} > {path.stem}.jsonl), which is streamed"
+        )
+    try:
+        return data.removeprefix(BOM).decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(f"line {line}: not UTF-8 text (byte {error.start}); save the file as UTF-8") from None
 
 
 def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
-    with open_binary(path) as handle:
-        scanner = _ArrayScanner(handle)
-        try:
-            scanner.open_array()
-            for line, element in scanner.elements():
-                try:
-                    yield line, orjson.loads(element)
-                except orjson.JSONDecodeError as error:
-                    at = line + element.count(b"\n", 0, error.pos)
-                    yield at, FatalReadError(f"line {at}: not valid JSON ({error.msg}); the array cannot be read on")
-                    return
-        except DataError as error:
-            yield scanner.line, FatalReadError(str(error))
+    """The elements of a .json file's top-level array, each with the line it starts on. A syntax error
+    ends the file with a FatalReadError at its line: an array cannot be resynchronised after one."""
+    try:
+        text = _read_array_text(path)
+    except DataError as error:
+        yield 0, FatalReadError(str(error))
+        return
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+    position = _skip_space(text, 0)
+    if position == len(text):
+        yield 0, FatalReadError("the file is empty")
+        return
+    if text[position] != "[":
+        yield 0, FatalReadError("a .json data file must hold one JSON array of records (use .jsonl for one per line)")
+        return
+    line, counted = 1, 0
+    try:
+        for start, element, end in _elements(decoder, text, position + 1):
+            line += text.count("\n", counted, start)
+            counted = start
+            yield line, element
+            position = end
+    except ValueError as error:  # json.JSONDecodeError, or a refused constant
+        at = error.lineno if isinstance(error, json.JSONDecodeError) else line
+        yield at, FatalReadError(f"line {at}: not valid JSON ({_reason(error)}); the array cannot be read on")
+    except RecursionError:
+        at = line + text.count("\n", counted, position)
+        yield at, FatalReadError(f"line {at}: an element is nested too deeply for a JSON reader; the array cannot "
+                                 "be read on")  # fmt: skip
+
+
+def _elements(decoder: json.JSONDecoder, text: str, position: int) -> Iterator[tuple[int, Any, int]]:
+    """(start, element, end) of each element of the array whose `[` ends just before `position`; the array
+    must then end with its `]`, and only whitespace may follow."""
+    position = _skip_space(text, position)
+    if not text.startswith("]", position):
+        while True:
+            element, end = decoder.raw_decode(text, position)
+            yield position, element, end
+            position = _skip_space(text, end)
+            if text.startswith("]", position):
+                break
+            if position == len(text):
+                raise json.JSONDecodeError("the array is not closed (the file is truncated)", text, position)
+            if not text.startswith(",", position):
+                raise json.JSONDecodeError("expected , or ] after an element", text, position)
+            position = _skip_space(text, position + 1)
+            if text.startswith((",", "]"), position):
+                raise json.JSONDecodeError("an empty element (a doubled or trailing comma); remove the comma",
+                                           text, position)  # fmt: skip
+    rest = _skip_space(text, position + 1)
+    if rest != len(text):
+        raise json.JSONDecodeError("unexpected data after the closing ] of the array", text, rest)
+
+
+def _skip_space(text: str, position: int) -> int:
+    return _SPACE.match(text, position).end()  # type: ignore[union-attr]  # matches the empty string too
+
+
+def _reason(error: ValueError) -> str:
+    return error.msg if isinstance(error, json.JSONDecodeError) else str(error)

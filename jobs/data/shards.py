@@ -87,7 +87,7 @@ def _validate_range(job: tuple[int, int, int]) -> ShardOutcome:
     writer = PreparedWriter(directory)
     validator = FileValidator(parent.path, parent.role, parent.policy, writer, parent.leak, split=split)
     validator.quiet = True
-    counter = LineCounter(parent.path, start, end, parse=False)
+    counter = LineCounter(parent.path, start, end)
     validator.run(counter)
     validator.writer.close()
     validator.checker = None  # compiled validators do not pickle; the parent needs none

@@ -1,4 +1,10 @@
-"""One seeded split, and the keys that find duplicates and train/eval leakage.
+"""The keys of a record: its digest (exact duplicates, leakage), its normalised key (leakage after
+normalising, duplicate prompts) and the seeded split that the normalised prompt decides.
+
+Every key is a BLAKE2b digest of 16 bytes. A key decides whether a record is reported or dropped (a
+duplicate, a leak), so it must not be forgeable: with a non-cryptographic hash a crafted training record
+could be made to collide with a chosen evaluation record and have it dropped. At 128 bits a chance
+collision among ten billion records is below one in 10^18.
 
 Each record's side is decided by a seeded hash of its normalised prompt (case folded, whitespace
 removed; the whole record when it has no prompt). Records sharing a prompt, and so records equal after
@@ -9,33 +15,43 @@ expectation (binomial spread: ±3 % of 1,000 groups at 10 %).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
-import xxhash
 
-from jobs.data import scan
-from jobs.data.scan import fold
-
+KEY_BYTES = 16
 _HASH_RANGE = float(1 << 64)
+_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+_WHITESPACE = b" \t\n\r"
 
 
-def canonical(record: dict[str, Any], *, nested: bool = True) -> bytes:
-    """The record as JSON that is equal for equal records whatever their key order: the prepared file's line
-    where the user's line is not already the prepared record. A prepared record's own keys are already in
-    its format's order, so only `nested` data (the dicts inside conversations, such as tool calls) needs its
-    keys sorted."""
-    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS) if nested else orjson.dumps(record)
+def canonical(record: dict[str, Any]) -> bytes:
+    """The record as JSON, byte for byte the same for equal records on any machine: the prepared file's line.
+    Keys inside conversations (tool calls, content parts) are sorted; a prepared record's own keys are already
+    in its format's order. Raises orjson.JSONEncodeError for a record nested deeper than 254 levels or
+    holding a lone surrogate (from a `\\ud800` escape in a .json file)."""
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
-def normalized_key(values: Iterable[Any]) -> int:
+def digest(data: bytes) -> bytes:
+    """A record's key: the digest of its canonical JSON."""
+    return hashlib.blake2b(data, digest_size=KEY_BYTES).digest()
+
+
+def fold(text: str) -> bytes:
+    """The text as UTF-8 with ASCII letters lower-cased and ASCII whitespace removed."""
+    return text.encode("utf-8", "surrogatepass").translate(_LOWER, _WHITESPACE)
+
+
+def normalized_key(values: Iterable[Any]) -> bytes:
     """Equal for values (a record's fields, or its prompt) whose texts differ only in case (ASCII) or
     whitespace.
 
-    Built from the texts themselves, not from the JSON (where a newline is the two bytes `\\n`), so one
-    C-speed pass per text (`fold`) does the normalising. A conversation contributes each turn's role and
-    content; any other value (an unpaired preference label) its JSON.
+    Built from the texts themselves, not from the JSON (where a newline is the two bytes `\\n`). A
+    conversation contributes each turn's role and content; any other value (an unpaired preference label)
+    its JSON.
     """
     parts: list[bytes] = []  # hashed at once: one call, not one per part
     for value in values:
@@ -48,26 +64,21 @@ def normalized_key(values: Iterable[Any]) -> int:
         else:
             parts += (b"\x1e\x1f", fold(_json(value)))
         parts.append(b"\x1d")
-    return xxhash.xxh3_128_intdigest(b"".join(parts))
+    return digest(b"".join(parts))
 
 
-def prompt_key(prompt: str) -> int:
-    """`normalized_key((prompt,))` for a prompt that is one text, the common case: compiled where built."""
-    if scan.compiled_prompt_key is not None:
-        try:
-            return scan.compiled_prompt_key(prompt)
-        except UnicodeEncodeError:  # a lone surrogate
-            pass
-    return xxhash.xxh3_128_intdigest(b"\x1e\x1f%s\x1d" % fold(prompt))
+def prompt_key(prompt: str) -> bytes:
+    """`normalized_key((prompt,))` for a prompt that is one text, the common case."""
+    return digest(b"\x1e\x1f%s\x1d" % fold(prompt))
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def goes_to_eval(normalized: int, fraction: float, seed: int) -> bool:
-    """The record's side: a seeded hash of its normalised key against the eval fraction."""
+def goes_to_eval(normalized: bytes, fraction: float, seed: int) -> bool:
+    """The record's side: a hash of its normalised key, keyed with the seed, against the eval fraction."""
     if fraction <= 0:
         return False
-    draw = xxhash.xxh3_64_intdigest(normalized.to_bytes(16, "little"), seed=seed)
-    return draw / _HASH_RANGE < fraction
+    keyed = hashlib.blake2b(normalized, digest_size=8, key=str(seed).encode()[:64])
+    return int.from_bytes(keyed.digest(), "little") / _HASH_RANGE < fraction

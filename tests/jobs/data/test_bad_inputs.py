@@ -31,9 +31,30 @@ def _messages(*turns: tuple[str, str]) -> dict[str, object]:
     return {"messages": [{"role": role, "content": content} for role, content in turns]}
 
 
+def _nested(depth: int, leaf: object) -> object:
+    for _ in range(depth):
+        leaf = {"k": leaf}
+    return leaf
+
+
+# Found by fuzzing: tool-call arguments that orjson parses (up to 1,024 levels) but will not write (254), and
+# schema-invalid content whose description the schema library cannot build.
+DEEP_ARGUMENTS = {
+    "messages": [
+        {"role": "user", "content": "q"},
+        {
+            "role": "assistant",
+            "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": _nested(249, "x")}}],
+        },
+    ]
+}
+DEEP_CONTENT = (b'{"messages": [{"role": "user", "content": ' + b"[" * 1000 + b'"x"' + b"]" * 1000
+                + b'}, {"role": "assistant", "content": "a"}]}\n')  # fmt: skip
+
+
 BAD_INPUTS = [
     pytest.param("sft", "t.jsonl", _sft(GOOD_SFT) + b'{"messages": [\n', ":2 /: not valid JSON", id="truncated-line"),
-    pytest.param("sft", "t.jsonl", _sft(GOOD_SFT, {"messages": "hi"}), ":2 /messages: 'hi' is not of type 'array'",
+    pytest.param("sft", "t.jsonl", _sft(GOOD_SFT, {"messages": "hi"}), ':2 /messages: "hi" is not of type "array"',
                  id="wrong-type"),
     pytest.param("dpo", "t.jsonl", _sft(GOOD_DPO, {"prompt": "p", "chosen": "c"}), ":2 /: unknown format",
                  id="missing-field"),
@@ -44,13 +65,19 @@ BAD_INPUTS = [
     pytest.param("sft", "t.jsonl", b"\n\n  \n", "holds no records", id="blank-lines-only"),
     pytest.param("sft", "t.jsonl", _sft(GOOD_SFT) + b"[" * 200_000 + b"]" * 200_000 + b"\n", ":2 /: not valid JSON",
                  id="deeply-nested"),
-    pytest.param("sft", "t.json", b'[\n  {"text": "a"},\n  {"text": "b"},\n]\n', "t.json:4: line 4: empty array element",
+    pytest.param("sft", "t.jsonl", _sft(GOOD_SFT, DEEP_ARGUMENTS), ":2 /messages/1/tool_calls/0/function/arguments/k/k/...: nested 255 levels deep; the prepared file's JSON holds at most 254",
+                 id="deep-tool-call-arguments"),
+    pytest.param("sft", "t.jsonl", _sft(GOOD_SFT) + DEEP_CONTENT, ":2 /messages/0/content/0/0/0/0/0/...: nested 1003 levels deep, too deep to check",
+                 id="deep-invalid-content"),
+    pytest.param("sft", "t.json", b'[{"text": "a"},\n {"text": "cut \\ud83d here"}]', "t.json:2 /: holds a lone UTF-16 surrogate",
+                 id="lone-surrogate-in-json"),
+    pytest.param("sft", "t.json", b'[\n  {"text": "a"},\n  {"text": "b"},\n]\n', "t.json:4: line 4: not valid JSON (an empty element",
                  id="json-trailing-comma"),
     pytest.param("sft", "t.jsonl", _sft({"question": "q", "answer": "a"}), ":1 /: unknown format (keys: answer, question)",
                  id="unknown-format"),
     pytest.param("sft", "t.jsonl", _sft(GOOD_SFT, {"text": "plain"}), ":2 /: format text differs from the data's format messages (at ",
                  id="mixed-formats"),
-    pytest.param("sft", "t.jsonl", _sft(_messages(("user", "hi"), ("bot", "yo"))), ":1 /messages/1/role: 'bot' is not one of",
+    pytest.param("sft", "t.jsonl", _sft(_messages(("user", "hi"), ("bot", "yo"))), ':1 /messages/1/role: "bot" is not one of "system", "developer", "user"',
                  id="bad-role"),
     pytest.param("sft", "t.jsonl", _sft(_messages(("system", "s"), ("user", "hi"))), ":1 /messages: no assistant turn",
                  id="no-assistant-turn"),
@@ -77,7 +104,7 @@ def test_bad_input_exits_3_naming_the_line(
         "validate", TRAIN_METHOD=method, TRAIN_DATA_PATH=str(data), TRAIN_OUTPUT_DIR=str(tmp_path / "o")
     )
     assert run.returncode == 3, run.stderr[-2000:]
-    assert expected in run.stderr, run.stderr[-2000:]
+    assert expected in run.messages(), run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     report = json.loads((tmp_path / "o" / "validation_report.json").read_text())
     assert report["result"] == "refused"

@@ -49,14 +49,14 @@ def test_native_format_from_keys_and_value_types(record: dict[str, Any], expecte
 @pytest.mark.parametrize(
     ("record", "pointer", "fragment"),
     [
-        pytest.param({"messages": [{"role": "user"}]}, "/messages/0", "'content' is missing", id="missing-content"),
+        pytest.param({"messages": [{"role": "user"}]}, "/messages/0", '"content" is missing', id="missing-content"),
         pytest.param({"messages": [{"role": "user", "content": 5}]}, "/messages/0/content", "accepted shapes",
                      id="content-type"),
         pytest.param({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "/messages/0/content/0",
-                     "'text' is missing", id="text-part-without-text"),
+                     '"text" is missing', id="text-part-without-text"),
         pytest.param({"messages": []}, "/messages", "should be non-empty", id="empty-conversation"),
         pytest.param({"messages": [{"role": "assistant", "content": None}]}, "/messages/0/content",
-                     "None is not of type 'string', 'array'", id="null-content-without-tool-calls"),
+                     'null is not of types "string", "array"', id="null-content-without-tool-calls"),
     ],
 )  # fmt: skip
 def test_precise_violations_carry_json_pointers(record: dict[str, Any], pointer: str, fragment: str) -> None:

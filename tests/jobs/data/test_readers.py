@@ -1,4 +1,4 @@
-"""Streaming readers: every file type yields the same records; a JSON array is split without loading it."""
+"""Readers: every file type yields the same records; a JSON array's elements come with their lines."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_every_file_type_yields_the_same_records(kind: str, tmp_path: Path) -> N
         pytest.param('\ufeff[{"t": 1}]', [(1, {"t": 1})], id="bom"),
     ],
 )
-def test_json_array_scanner_splits_elements_with_their_lines(text: str, expected: list, tmp_path: Path) -> None:
+def test_json_array_elements_come_with_the_line_they_start_on(text: str, expected: list, tmp_path: Path) -> None:
     path = tmp_path / "a.json"
     path.write_text(text, encoding="utf-8")
     assert list(iter_records(path)) == expected
@@ -58,11 +58,15 @@ def test_json_array_scanner_splits_elements_with_their_lines(text: str, expected
     ("text", "message"),
     [
         pytest.param('{"t": 1}', "must hold one JSON array", id="not-an-array"),
-        pytest.param('[{"t": 1},\n{"t": 2}', "not closed", id="truncated"),
-        pytest.param('[{"t": "a', "string is not closed", id="open-string"),
+        pytest.param('[{"t": 1},\n{"t": 2}', "line 2: not valid JSON (the array is not closed", id="truncated"),
+        pytest.param('[{"t": "a', "line 1: not valid JSON (Unterminated string", id="open-string"),
         pytest.param('[{"t": 1}] tail', "unexpected data after", id="trailing-data"),
-        pytest.param('[{"t": 1},,{"t": 2}]', "empty array element", id="double-comma"),
+        pytest.param('[{"t": 1},,{"t": 2}]', "an empty element (a doubled or trailing comma)", id="double-comma"),
+        pytest.param('[{"t": 1},\n]', "line 2: not valid JSON (an empty element", id="trailing-comma"),
         pytest.param('[\n{"t": }\n]', "line 2: not valid JSON", id="bad-element"),
+        pytest.param('[{"t": NaN}]', "NaN is not JSON", id="nan"),
+        pytest.param("[" * 5000 + "]" * 5000, "nested too deeply", id="deep"),
+        pytest.param("  ", "the file is empty", id="empty"),
     ],
 )
 def test_broken_json_arrays_stop_with_a_located_error(text: str, message: str, tmp_path: Path) -> None:
@@ -72,12 +76,21 @@ def test_broken_json_arrays_stop_with_a_located_error(text: str, message: str, t
     assert isinstance(last, FatalReadError) and message in last.message
 
 
-def test_small_chunks_still_split_correctly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "CHUNK", 7)  # elements and escapes straddle chunk boundaries
-    records = [{"t": 'x\\"y' * 5, "n": [1, {"a": "]"}]} for _ in range(20)]
+def test_a_json_array_over_the_cap_is_refused_with_the_conversion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readers, "JSON_ARRAY_MAX_BYTES", 100)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(RECORDS))
+    (_, last), *_ = list(iter_records(path))
+    assert isinstance(last, FatalReadError) and "jq -c '.[]' big.json > big.jsonl" in last.message
+
+
+def test_a_json_array_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "a.json"
-    path.write_text(json.dumps(records, indent=1))
-    assert [r for _, r in iter_records(path)] == records
+    path.write_bytes(b'[\n{"t": "ok"},\n{"t": "caf\xe9"}]')
+    last = list(iter_records(path))[-1][1]
+    assert isinstance(last, FatalReadError) and last.message.startswith("line 3: not UTF-8")
 
 
 def test_unparsable_lines_do_not_stop_a_jsonl_file(tmp_path: Path) -> None:
