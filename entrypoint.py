@@ -17,11 +17,13 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from jobs.errors import EXIT_CRASH, JobError
-from jobs.monitor import lifecycle as monitor
+from jobs.errors import exit_code_of
+from jobs.monitor import lifecycle as exporter_process
+from jobs.monitor import writer
 
 if TYPE_CHECKING:
-    from jobs.config import JobConfig
+    from jobs.config.resolved import ResolvedRun
+    from jobs.config.settings import JobConfig
 
 logger = logging.getLogger("jobs.entrypoint")
 
@@ -29,7 +31,7 @@ logger = logging.getLogger("jobs.entrypoint")
 def parse_args(argv: list[str]) -> argparse.Namespace:
     epilog = None
     if {"-h", "--help"} & set(argv):  # the reference probes the device: only when it is shown
-        from jobs.reference import render_reference
+        from jobs.config.reference import render_reference
 
         epilog = "Environment variables:" + render_reference()
     parser = argparse.ArgumentParser(
@@ -39,15 +41,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def estimate(config: JobConfig) -> int:
+def estimate(run: ResolvedRun) -> int:
     """Print the memory breakdown; exit 4 where training would be refused."""
     from jobs.errors import EXIT_ENVIRONMENT
-    from jobs.memory import REFUSE_ABOVE, assess, cheapest_fix
-    from jobs.preflight import check_model_dir
+    from jobs.estimate.memory import REFUSE_ABOVE, assess, cheapest_fix
+    from jobs.preflight.checks import check_model_dir
 
-    model_path = str(config.model.get("model_name_or_path"))
+    model_path = str(run.model.get("model_name_or_path"))
     check_model_dir(model_path)
-    verdict = assess(config)
+    verdict = assess(run)
     if verdict is None:
         logger.error("no estimate: %s has no safetensors weights, whose headers it reads", model_path)
         return EXIT_ENVIRONMENT
@@ -61,11 +63,16 @@ def estimate(config: JobConfig) -> int:
     return 0
 
 
-def run(config: JobConfig, command: str) -> int:
+def run_command(config: JobConfig, command: str) -> int:
+    """config -> the resolved run -> preflight -> launch, as far as the command goes; its exit code."""
+    from jobs.config.resolved import resolve
+
+    run = resolve(config)
     if command == "estimate":
-        return estimate(config)
+        return estimate(run)
     from jobs.logs import log_to_file
-    from jobs.preflight import check_output_dir, run_preflight
+    from jobs.preflight.checks import check_output_dir
+    from jobs.preflight.run import run_preflight
 
     if config.ignored_service_links:
         logger.warning(
@@ -74,18 +81,18 @@ def run(config: JobConfig, command: str) -> int:
         )
     check_output_dir(config.output_dir)
     log_to_file(config.layout.log_file)
-    run_preflight(config, for_training=command == "train")
+    run = run_preflight(run, for_training=command == "train")
     if command == "validate":
         return 0
-    from jobs.launch import launch
+    from jobs.launch.launcher import launch
 
-    monitor.set_phase("loading")
-    return launch(config)
+    writer.set_phase("loading")
+    return launch(run)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from jobs.config import load_config
+    from jobs.config.settings import load_config
     from jobs.logs import setup_logging
 
     setup_logging()
@@ -93,17 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(os.environ, require_data=args.command != "estimate")
         if args.command == "train":
-            exporter = monitor.start(config)
-        code = run(config, args.command)
-    except JobError as error:
-        logger.error("%s: %s", error.kind, error.report())
-        code = error.exit_code
-    except Exception:
-        logger.exception("unexpected crash")
-        code = EXIT_CRASH
+            exporter = exporter_process.start(config)
+        code = run_command(config, args.command)
+    except Exception as error:
+        code = exit_code_of(error)
     logger.log(logging.INFO if code == 0 else logging.ERROR, "exit code %d", code)
     if config is not None:
-        monitor.finish(exporter, config, code)
+        exporter_process.finish(exporter, config, code)
     return code
 
 

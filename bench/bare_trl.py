@@ -6,7 +6,7 @@ Same model, same records (the job's validated data/train.jsonl and data/eval.jso
 the job resolved (`training_resolved`, `model_resolved` in effective_config.json), loaded and trained the
 way TRL's own example scripts do it (trl/scripts/sft.py, dpo.py, kto.py): no validation, no exporter,
 none of the job's guards, and for packed rows transformers' default attention rather than the job's
-(jobs/attention.py). Where the job chose padding-free SFT batches by default (jobs/batching.py), the
+(jobs/train/attention.py). Where the job chose padding-free SFT batches by default (jobs/train/batching.py), the
 script trains on padded batches, TRL's default: TRL refuses padding_free with max_length and no packing.
 It prints one JSON line: when the first optimizer step ended and when training ended, in seconds since
 the process started, and the tokens it trained on per second.
@@ -52,10 +52,12 @@ def main() -> None:
     if args.max_steps:
         settings["max_steps"] = args.max_steps
     if settings.get("padding_free") and not settings.get("packing") and settings.get("max_length") is not None:
-        settings["padding_free"] = False  # what plain TRL runs: it refuses this combination (jobs/batching.py)
+        settings["padding_free"] = False  # what plain TRL runs: it refuses this combination (jobs/train/batching.py)
     training_args = getattr(trl, config_name)(**settings)
     model_args = trl.ModelConfig(**effective["model_resolved"])
-    if model_args.attn_implementation == "sdpa_varlen":  # the job's own attention for packed rows (jobs/attention.py)
+    if (
+        model_args.attn_implementation == "sdpa_varlen"
+    ):  # the job's own attention for packed rows (jobs/train/attention.py)
         model_args.attn_implementation = None  # plain TRL packs under transformers' default, SDPA
 
     model = AutoModelForCausalLM.from_pretrained(

@@ -50,7 +50,7 @@ def step_seconds(exporter: bool) -> tuple[float, int]:
         env = {
             "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TRAIN_LOG_FORMAT": "json", "TRAIN_METHOD": "dpo",
             "TRAIN_MODEL_NAME_OR_PATH": str(ROOT / ".cache" / "demo-model"),
-            "TRAIN_DATA_PATH": str(ROOT / "jobs" / "demo_data" / "dpo_pairs.jsonl"), "TRAIN_OUTPUT_DIR": out,
+            "TRAIN_DATA_PATH": str(ROOT / "dev" / "demo_data" / "dpo_pairs.jsonl"), "TRAIN_OUTPUT_DIR": out,
             "TRAIN_MAX_STEPS": str(STEPS), "TRAIN_SAVE_STRATEGY": "no", "TRAIN_LOGGING_STEPS": "5",
             "TRAIN_METRICS_PORT": str(port), "TRAIN_METRICS_ADDR": "127.0.0.1",
         }  # fmt: skip
@@ -71,7 +71,7 @@ def step_seconds(exporter: bool) -> tuple[float, int]:
 
 def run(quick: bool = False) -> dict[str, object]:
     if not (ROOT / ".cache" / "demo-model" / "config.json").is_file():
-        subprocess.run([sys.executable, "-m", "jobs.demo", "model", str(ROOT / ".cache" / "demo-model")], check=True)
+        subprocess.run([sys.executable, "-m", "dev.demo", "model", str(ROOT / ".cache" / "demo-model")], check=True)
     on, off, scrapes = [], [], []
     for _ in range(REPEATS):
         seconds, count = step_seconds(exporter=True)

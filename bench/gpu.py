@@ -6,7 +6,7 @@
 Builds a Qwen2-0.5B-shaped model with random weights (offline, the demo's byte-level tokenizer), then
 trains it through `entrypoint.py` and through bench/bare_trl.py with the same resolved settings, on
 real records (the bundled Orca DPO pairs, and the Alpaca demo for SFT; sequences up to 1,024 tokens).
-SFT runs as the job's default (padding-free batches, attention per record: jobs/batching.py) and on
+SFT runs as the job's default (padding-free batches, attention per record: jobs/train/batching.py) and on
 padded batches, for the speed-up of that default on this GPU. Reports per run: tokens per second (TRL's
 `num_tokens` over `train_runtime`), MFU against the GPU's dense bf16 peak (6 x parameters x tokens/s: a
 forward and a backward pass, or for DPO+LoRA a forward and a backward without weight gradients plus the
@@ -54,7 +54,7 @@ def build_model(directory: Path) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from jobs.demo import build_tokenizer
+    from dev.demo import build_tokenizer
 
     tokenizer = build_tokenizer()
     config = Qwen2Config(**QWEN2_05B, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)

@@ -3,11 +3,11 @@
 All three train the same model for one epoch over the same records (the bundled Alpaca demo, 999
 records, and the GSM8K chat sample, 449), so all see the same tokens.
   - padded: TRAIN_PADDING_FREE=false, each batch padded to its longest record;
-  - padding_free: the default (jobs/batching.py): a step's records end to end in one row, the same
+  - padding_free: the default (jobs/train/batching.py): a step's records end to end in one row, the same
     steps as padded batches without the padding;
   - packed_bfd: TRAIN_PACKING=true, records packed best-fit-decreasing into rows of max_length tokens,
     as many rows a step as hold the padded run's tokens a step, so about as many optimizer steps.
-In the last two the job runs attention per record (jobs/attention.py), so no record attends to another
+In the last two the job runs attention per record (jobs/train/attention.py), so no record attends to another
 and none pays for the row's length. Reported per dataset and repetition: tokens per second (TRL's
 `num_tokens` over `train_runtime`), and the eval loss after the epoch on the same held-out records (the
 job's 10 % split), whose spread over the repetitions (the seed differs) is the bar for "the same loss".

@@ -18,12 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import exporter, memory, packing, training, validation
+from bench import estimate, exporter, memory, packing, training, validation
 from bench.common import ROOT, publish
 
 PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "training": training.run,
     "memory": memory.run,
+    "estimate": estimate.run,
     "packing": packing.run,
     "validation": validation.run,
     "exporter": exporter.run,
@@ -96,8 +97,9 @@ def table_lines(results: dict[str, Any]) -> list[str]:
              f"{host['memory_gib']} GiB, GPU: {host['gpu']}), Python {host['python']}; "
              f"{results['seconds']} s in all. Ratios are ours / baseline: median (range over the repetitions); "
              "✓ meets the goal, ✗ misses it.", ""]  # fmt: skip
-    for name, lines_of in (("training", _training_lines), ("memory", _memory_lines), ("packing", _packing_lines),
-                           ("validation", _validation_lines), ("exporter", _exporter_lines)):  # fmt: skip
+    for name, lines_of in (("training", _training_lines), ("memory", _memory_lines), ("estimate", _estimate_lines),
+                           ("packing", _packing_lines), ("validation", _validation_lines),
+                           ("exporter", _exporter_lines)):  # fmt: skip
         if name in results:
             lines += [*lines_of(results[name]), ""]
     return lines
@@ -133,6 +135,12 @@ def _memory_lines(m: dict[str, Any]) -> list[str]:
             f"DPO+LoRA / SFT+LoRA at equal work: {m['dpo_lora_over_sft_lora']} (goal 1.10); full DPO / DPO+LoRA: "
             f"{m['dpo_full_over_dpo_lora']}; precomputed reference log-probs save {m['precomputed_reference_saves_gib']} "
             "GiB."]  # fmt: skip
+
+
+def _estimate_lines(estimate: dict[str, Any]) -> list[str]:
+    runs = ", ".join(f"{name} {entry['ratio']}" for name, entry in estimate["runs"].items())
+    verdict = "✓" if estimate["ratio_min"] >= 0.8 and estimate["ratio_max"] <= 1.2 else "✗"
+    return [f"Memory estimate / measured peak, CPU, batch 2 x 512 tokens (goal 0.8-1.2) {verdict}: {runs}."]
 
 
 def _packing_lines(packing: dict[str, Any]) -> list[str]:

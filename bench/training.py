@@ -32,7 +32,8 @@ from typing import Any
 
 from bench.common import ROOT, free_port
 
-MODELS = {"tiny": ROOT / ".cache" / "demo-model", "76m": ROOT / ".cache" / "bench" / "model-76m"}
+MODELS = {"tiny": ROOT / ".cache" / "demo-model", "76m": ROOT / ".cache" / "bench" / "model-76m",
+          "150m": ROOT / ".cache" / "bench" / "model-150m"}  # fmt: skip
 # (short, long) optimizer steps per model; `quick` runs shorter.
 STEPS = {"tiny": (20, 2020), "76m": (20, 50)}
 QUICK_STEPS = {"tiny": (20, 120), "76m": (10, 20)}
@@ -59,7 +60,7 @@ def model_path(name: str) -> Path:
     path = MODELS[name]
     if not (path / "config.json").is_file():
         shape = "tiny" if name == "tiny" else name
-        subprocess.run([sys.executable, "-m", "jobs.demo", "model", str(path), "--shape", shape], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "dev.demo", "model", str(path), "--shape", shape], cwd=ROOT, check=True)
     return path
 
 
@@ -68,7 +69,7 @@ def job_env(model: str, method: str, output: Path, steps: int, extra: dict[str, 
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
         "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(output / "hf-datasets"),
         "TRAIN_METHOD": method, "TRAIN_MODEL_NAME_OR_PATH": str(model_path(model)),
-        "TRAIN_DATA_PATH": str(ROOT / "jobs" / "demo_data" / DEMO_DATA[method]), "TRAIN_EVAL_SPLIT": "0.1",
+        "TRAIN_DATA_PATH": str(ROOT / "dev" / "demo_data" / DEMO_DATA[method]), "TRAIN_EVAL_SPLIT": "0.1",
         "TRAIN_OUTPUT_DIR": str(output), "TRAIN_MAX_STEPS": str(steps), "TRAIN_LOGGING_STEPS": "10",
         "TRAIN_METRICS_PORT": str(free_port()), "TRAIN_METRICS_ADDR": "127.0.0.1", **extra,
     }  # fmt: skip
@@ -166,7 +167,7 @@ def summarize(runs: dict[str, list[tuple[Run, Run]]], short: int, long: int) -> 
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    return {model: {method: compare(model, method, quick) for method in METHODS} for model in MODELS}
+    return {model: {method: compare(model, method, quick) for method in METHODS} for model in STEPS}
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ from pathlib import Path
 import orjson
 
 from bench.common import ROOT, publish
+from dev.testing import REALDATA
 from jobs.data.shards import worker_count
-from tests.helpers import REALDATA
 
 CACHE = ROOT / ".cache" / "bench"
 SOURCE = REALDATA / "foundry_orca_dpo_pairs_validation.jsonl"
@@ -56,7 +56,7 @@ VALIDATE = """
 import sys
 from pathlib import Path
 from jobs.data.validate import validate_dataset
-from jobs.preflight import data_policy
+from jobs.preflight.data import data_policy
 policy = data_policy("dpo", eval_split=float(sys.argv[2]))
 result = validate_dataset(Path(sys.argv[1]), None, policy, Path(sys.argv[3]))
 assert result.refused is None, result.refused

@@ -1,4 +1,5 @@
-"""The job's exit codes and error types: one table, one error class per code that a user must act on.
+"""The job's exit codes and error types: one table, one error class per code that a user must act on, and
+the one place where an exception becomes an exit code (`exit_code_of`).
 
 `EXIT_CODES` is the one source of the contract with Kubernetes. The README's table, the entrypoint's
 docstring and the Job's podFailurePolicy are checked against it by a test, so a code is listed only
@@ -7,7 +8,10 @@ once something really exits with it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+logger = logging.getLogger("jobs.entrypoint")
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,13 @@ class EnvironmentProblem(JobError):
     kind = "environment error"
 
 
+class OutOfMemory(JobError):
+    """A training process ran out of device or host memory; the message carries the estimate and the fix."""
+
+    exit_code = EXIT_OUT_OF_MEMORY
+    kind = "out of memory"
+
+
 class TrainingDiverged(JobError):
     """The loss or gradient norm stayed non-finite, or the weights to publish hold non-finite values."""
 
@@ -91,3 +102,14 @@ class TerminatedBySignal(JobError):
 
     exit_code = EXIT_TERMINATED
     kind = "stopped"
+
+
+def exit_code_of(error: Exception) -> int:
+    """The one place where an exception becomes an exit code, logged as a user should read it: an expected
+    failure by its message alone and its own code; anything else as a crash with its traceback (exit 1,
+    which a retry resumes from the last complete checkpoint)."""
+    if isinstance(error, JobError):
+        logger.error("%s: %s", error.kind, error.report())
+        return error.exit_code
+    logger.error("unexpected crash", exc_info=error)
+    return EXIT_CRASH

@@ -8,7 +8,7 @@
   profile/                            TRAIN_PROFILE's trace, top operators and memory timeline, per rank
   checkpoint-<step>/                  checkpoints (transformers' naming), complete once CHECKPOINT_COMPLETE exists
   incomplete-checkpoint-<step>/       one that never became complete, set aside at the next start
-  run_manifest.json                   what this run trains with, checked when it resumes (jobs/resume.py)
+  run_identity.json                   what this run trains with, checked when it resumes (jobs/preflight/identity.py)
   rank_status/rank-<n>.json           each rank's exit code, for the launcher
   final.partial/ -> final/            the published model; a previous final/ is kept as final.<time>
 """
@@ -72,7 +72,12 @@ class OutputLayout:
         return self.root / "final.partial"
 
     @property
-    def run_manifest(self) -> Path:
+    def run_identity(self) -> Path:
+        return self.root / "run_identity.json"
+
+    @property
+    def legacy_run_identity(self) -> Path:
+        """Where runs started before the rename recorded their identity (read when they resume)."""
         return self.root / "run_manifest.json"
 
     @property

@@ -1,7 +1,7 @@
 """Logging: plain lines for people, JSON lines for log pipelines (TRAIN_LOG_FORMAT), on stderr and in
 the output directory's log file (appended across restarts).
 
-While a progress bar is drawn in a terminal (jobs/progress.py), the per-step lines it replaces stay
+While a progress bar is drawn in a terminal (jobs/train/guards/progress.py), the per-step lines it replaces stay
 off the terminal (they still reach the log file) and every other line is printed above the bar.
 """
 
@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """stderr; above the progress bar while one is drawn (`bar` is set by jobs/progress.py)."""
+    """stderr; above the progress bar while one is drawn (`bar` is set by jobs/train/guards/progress.py)."""
 
     bar: ClassVar[Any] = None  # the active tqdm bar, if any
 

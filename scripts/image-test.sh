@@ -66,10 +66,11 @@ build_seconds=$(($(date +%s) - started))
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$image")
 log "built $image in ${build_seconds}s: $((size / 1000000)) MB"
 
-# 3. The demo, as the cluster runs it. The demo's own variables, with the model mounted read-only.
-"$python" -m jobs.demo model "$cache/demo-model" >/dev/null
+# 3. The demo, as the cluster runs it. The demo's own variables, with the model and the data (dev/, which the
+# image does not hold) mounted read-only.
+"$python" -m dev.demo model "$cache/demo-model" >/dev/null
 mapfile -t demo_env < <("$python" -c 'import sys
-from jobs.demo import demo_environment
+from dev.demo import demo_environment
 for name, value in demo_environment(sys.argv[1], {}).items():
     print(f"{name}={value}")' sft)
 run_job() {  # name, extra -e arguments
@@ -81,7 +82,8 @@ run_job() {  # name, extra -e arguments
   names+=("$name")
   "${PODMAN[@]}" run -d --name "$name" --network none "${ULIMITS[@]}" --read-only --user 1000:1000 \
     --tmpfs /tmp:rw,mode=1777 -v "$output/out:/output" -v "$output/cache:/cache" \
-    -v "$cache/demo-model:/models/demo:ro" "${env[@]}" -e TRAIN_MODEL_NAME_OR_PATH=/models/demo \
+    -v "$cache/demo-model:/models/demo:ro" -v "$root/dev/demo_data:/data:ro" "${env[@]}" \
+    -e TRAIN_MODEL_NAME_OR_PATH=/models/demo -e TRAIN_DATA_PATH=/data/sft_messages.jsonl \
     -e TRAIN_OUTPUT_DIR=/output "$image" >/dev/null
 }
 running() { [ "$("${PODMAN[@]}" inspect --format '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
@@ -140,7 +142,7 @@ out=$cache/runs/sigterm/out
 [ "$code" -eq 143 ] || fail "run 2 exited $code after SIGTERM, not 143: see $results/sigterm.log"
 checkpoint=$("$python" -c 'import sys
 from pathlib import Path
-from jobs.checkpoints import latest_complete_checkpoint
+from jobs.train.guards.checkpoints import latest_complete_checkpoint
 from jobs.layout import OutputLayout
 print(latest_complete_checkpoint(OutputLayout(Path(sys.argv[1]))) or "")' "$out")
 [ -n "$checkpoint" ] || fail "run 2: no complete checkpoint after SIGTERM"

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from tests.helpers import run_entrypoint
+from dev.testing import run_entrypoint
 
-DEMO_SFT = "jobs/demo_data/sft_messages.jsonl"
+DEMO_SFT = "dev/demo_data/sft_messages.jsonl"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import ROOT
+from dev.testing import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -111,7 +111,8 @@ def _context(destination: Path) -> Path:
 
 def test_the_image_holds_all_the_job_needs(tmp_path: Path) -> None:
     """The runtime stage's COPY lines applied to the context: in that tree alone, the entrypoint prints its
-    help and validates the bundled demo data (the venv stands in for the image's /opt/venv)."""
+    help and validates the demo data mounted from outside, as a volume would be (the venv stands in for the
+    image's /opt/venv). The image holds jobs/, not the development package."""
     context, app = _context(tmp_path / "context"), tmp_path / "app"
     for instruction, arguments in _stage("runtime"):
         if instruction == "COPY" and not arguments.startswith("--from"):
@@ -121,11 +122,12 @@ def test_the_image_holds_all_the_job_needs(tmp_path: Path) -> None:
             target_path.parent.mkdir(parents=True, exist_ok=True)
             copy(context / source, target_path)
     assert not (app / "tests").exists() and not (app / "k8s").exists() and not list(app.rglob("__pycache__"))
+    assert not (app / "dev").exists() and not (app / "bench").exists()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAIN_", "PYTHON"))}
     help_ = subprocess.run([sys.executable, "entrypoint.py", "--help"], cwd=app, env=env, capture_output=True,
                            text=True, check=False, timeout=120)  # fmt: skip
     assert help_.returncode == 0 and "TRAIN_METHOD" in help_.stdout, help_.stderr[-2000:]
-    env.update(TRAIN_METHOD="sft", TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
+    env.update(TRAIN_METHOD="sft", TRAIN_DATA_PATH=str(ROOT / "dev" / "demo_data" / "sft_messages.jsonl"),
                TRAIN_OUTPUT_DIR=str(tmp_path / "out"))  # fmt: skip
     validate = subprocess.run([sys.executable, "entrypoint.py", "validate"], cwd=app, env=env, capture_output=True,
                               text=True, check=False, timeout=300)  # fmt: skip

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from jsonschema import Draft4Validator
 
-from tests.helpers import ROOT
+from dev.testing import ROOT
 
 KUBERNETES_VERSION = "1.33"
 MANIFESTS = sorted((ROOT / "k8s").rglob("*.yaml"))

@@ -118,6 +118,14 @@ def resolve_data_files(data_path: str, eval_path: str | None) -> DataFiles:
     return DataFiles(train, evaluation, layout)
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class FileDigest:
     """The sha256 of a file, computed on a thread while the file is validated (hashlib releases the GIL
     on large buffers, and the second read comes from the page cache)."""
@@ -128,11 +136,7 @@ class FileDigest:
         self._thread.start()
 
     def _run(self, path: Path) -> None:
-        hasher = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                hasher.update(chunk)
-        self._digest = hasher.hexdigest()
+        self._digest = sha256_of(path)
 
     def hexdigest(self) -> str:
         self._thread.join()

@@ -2,7 +2,8 @@
 
 A method declares its TRL config and trainer classes (by name, so that `--help`, config parsing and
 data validation never import TRL), the dataset kinds it trains on, the metrics it logs beyond the
-shared ones, a check of its own settings, and its built-in demo.
+shared ones and a check of its own settings. Its built-in demo lives in the development package
+(dev/demo.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 # TRL's dataset types (docs: "Dataset formats and types"). Each schema in schemas/ declares one of them.
@@ -18,8 +18,6 @@ LANGUAGE_MODELING = "language_modeling"
 PROMPT_COMPLETION = "prompt_completion"
 PREFERENCE = "preference"  # explicit or implicit prompt
 UNPAIRED_PREFERENCE = "unpaired_preference"
-
-DEMO_DATA_DIR = Path(__file__).resolve().parent.parent / "demo_data"
 
 
 @dataclass(frozen=True)
@@ -46,19 +44,16 @@ class Method:
     trl_config: str  # class names in `trl`, imported only by the training processes
     trl_trainer: str
     dataset_kinds: tuple[str, ...]
-    demo_file: str  # in jobs/demo_data/
-    demo_records: Callable[[], list[dict[str, Any]]]
-    demo_learning_rate: float
     metrics: tuple[MethodMetric, ...] = ()
-    # For the memory estimate (jobs/estimate.py): sequences per example in the forward pass that trains
+    # For the memory estimate (jobs/estimate/formula.py): sequences per example in the forward pass that trains
     # (DPO concatenates chosen and rejected), and whether a reference model scores them too.
     sequences_per_example: int = 1
     reference_model: bool = False
-    # Whether batches go without padding unless the user chooses (jobs/batching.py): a step the same as a
+    # Whether batches go without padding unless the user chooses (jobs/train/batching.py): a step the same as a
     # padded one, where the trainer's loss is a mean over the batch's label tokens.
     padding_free_by_default: bool = False
-    # Problems with this method's training settings (parsed TRAIN_* values by field name) that TRL
-    # would only raise once the model is loaded.
+    # Problems with this method's training settings that TRL would only raise once the model is loaded. It
+    # gets every field of the method's TRL config by name: TRL's default, the job's, or the user's.
     check_settings: Callable[[Mapping[str, Any]], list[str]] = no_checks
     # What the method's trainer needs done to the validated records first (a `datasets.Dataset`, the
     # run's seed), in the training process.
@@ -69,7 +64,3 @@ class Method:
 
     def trainer_class(self) -> type[Any]:
         return getattr(importlib.import_module("trl"), self.trl_trainer)
-
-    @property
-    def demo_data(self) -> Path:
-        return DEMO_DATA_DIR / self.demo_file

@@ -12,23 +12,7 @@ Raises: nothing beyond the shared configuration checks.
 
 from __future__ import annotations
 
-import random
-from typing import Any
-
-from jobs import counting
 from jobs.methods.base import PREFERENCE, Method, MethodMetric
-
-
-def demo_records(n: int = 400, seed: int = 1235) -> list[dict[str, Any]]:
-    """The right count preferred over a plausible wrong one."""
-    rng = random.Random(seed)
-    records = []
-    for _ in range(n):
-        question, start, length = counting.draw(rng)
-        wrong = counting.wrong_count(rng, start, length)
-        records.append({"prompt": question, "chosen": counting.count(start, length), "rejected": wrong})
-    return records
-
 
 METHOD = Method(
     name="dpo",
@@ -36,9 +20,6 @@ METHOD = Method(
     trl_config="DPOConfig",
     trl_trainer="DPOTrainer",
     dataset_kinds=(PREFERENCE,),
-    demo_file="dpo_pairs.jsonl",
-    demo_records=demo_records,
-    demo_learning_rate=5e-4,
     sequences_per_example=2,
     reference_model=True,
     metrics=(

@@ -18,28 +18,13 @@ and a sampling strategy other than sequential for such a loss.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from typing import Any
 
-from jobs import counting
 from jobs.methods.base import PREFERENCE, UNPAIRED_PREFERENCE, Method, MethodMetric
 
 # TRL's loss without the KL term; every other KTO loss estimates it within the batch.
 _NO_KL_LOSSES = ("apo_zero_unpaired",)
-_TRL_DEFAULT_BATCH = 8
-
-
-def demo_records(n: int = 400, seed: int = 1236) -> list[dict[str, Any]]:
-    """Counts judged one at a time: the right count is desirable, a plausible wrong one is not."""
-    rng = random.Random(seed)
-    records = []
-    for _ in range(n):
-        question, start, length = counting.draw(rng)
-        desirable = rng.random() < 0.5
-        answer = counting.count(start, length) if desirable else counting.wrong_count(rng, start, length)
-        records.append({"prompt": question, "completion": answer, "label": desirable})
-    return records
 
 
 def unpaired_and_shuffled(dataset: Any, seed: int) -> Any:
@@ -54,16 +39,17 @@ def unpaired_and_shuffled(dataset: Any, seed: int) -> Any:
 
 
 def check_settings(settings: Mapping[str, Any]) -> list[str]:
-    if settings.get("loss_type", "kto") in _NO_KL_LOSSES:
+    """`settings`: the run's, TRL's defaults beneath (jobs/config/resolved.py)."""
+    if settings["loss_type"] in _NO_KL_LOSSES:
         return []
     problems = []
-    batch = settings.get("per_device_train_batch_size", _TRL_DEFAULT_BATCH)
+    batch = settings["per_device_train_batch_size"]
     if batch < 2:
         problems.append(
             f"TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE={batch} is too small for KTO: its KL term is estimated from the other "
             "examples of a batch; use 2 or more (or TRAIN_LOSS_TYPE=apo_zero_unpaired, which has no KL term)"
         )
-    sampling = settings.get("train_sampling_strategy", "sequential")
+    sampling = settings["train_sampling_strategy"]
     if sampling != "sequential":
         problems.append(
             f"TRAIN_TRAIN_SAMPLING_STRATEGY={sampling} breaks KTO's KL estimate, which pairs each example with its "
@@ -78,9 +64,6 @@ METHOD = Method(
     trl_config="KTOConfig",
     trl_trainer="KTOTrainer",
     dataset_kinds=(UNPAIRED_PREFERENCE, PREFERENCE),
-    demo_file="kto_unpaired.jsonl",
-    demo_records=demo_records,
-    demo_learning_rate=5e-4,
     reference_model=True,
     metrics=(
         MethodMetric("rewards/margins", "reward_margin",

@@ -6,5 +6,6 @@ write, no lock shared with a scrape), and a small server process started by the 
 them at scrape time, together with NVML GPU readings (`gpu`) and process/system readings (`system`).
 So a scrape never blocks a training step, and a training process that hangs, is stopped (SIGSTOP) or
 dies still has its last values served, which is what the stalled/failed alerts need.
-`lifecycle` starts and stops the server; `callback` maps TRL's logs to the metrics.
+`lifecycle` starts and stops the server from the entrypoint; the trainer callback that maps TRL's logs
+to the metrics runs in the training processes (jobs/train/guards/metrics.py).
 """

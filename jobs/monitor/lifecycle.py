@@ -1,7 +1,7 @@
-"""Start, feed and stop the exporter from the entrypoint; push the outcome to a Pushgateway.
+"""Start and stop the exporter from the entrypoint (the parent); push the outcome to a Pushgateway.
 
-The entrypoint calls `start()` before anything else (phase "validating"), `set_phase()` as the job
-moves on, and `finish()` with the exit code: the final values stay scrapeable until the next scrape reads
+The entrypoint calls `start()` before anything else (phase "validating"), `metrics.set_phase()` as the
+job moves on, and `finish()` with the exit code: the final values stay scrapeable until the next scrape reads
 them (a PodMonitor stops scraping a pod once it has exited), at most TRAIN_METRICS_LINGER_SECONDS, and
 not at all when nothing scraped during the run.
 """
@@ -24,35 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import EXIT_TERMINATED, EnvironmentProblem
+from jobs.monitor.writer import MULTIPROC_ENV, job_metrics
 
 if TYPE_CHECKING:
-    from jobs.config import JobConfig
-    from jobs.monitor.metrics import JobMetrics
+    from jobs.config.settings import JobConfig
 
 logger = logging.getLogger(__name__)
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 READY_TIMEOUT = 15.0
 LINGER_POLL_SECONDS = 0.2
-
-
-def enabled() -> bool:
-    """True in every process of a job whose exporter runs (the directory is inherited from the entrypoint)."""
-    return bool(os.environ.get(MULTIPROC_ENV))
-
-
-def job_metrics() -> JobMetrics:
-    """This process's one writer (two writers in one process would share a file and corrupt it)."""
-    from jobs.monitor import metrics
-
-    if metrics.INSTANCE is None:
-        metrics.INSTANCE = metrics.JobMetrics()
-    return metrics.INSTANCE
-
-
-def set_phase(phase: str) -> None:
-    if enabled():
-        job_metrics().set_phase(phase)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """The job's metrics and the one object that writes them (any process; values go to the shared directory).
 
-Create `JobMetrics` only after `lifecycle.start()` set PROMETHEUS_MULTIPROC_DIR (the entrypoint does it
-first thing): prometheus_client picks its value storage when a metric is created. Each method's own
-metrics (`trainjob_<method>_<name>`) come from its registry entry (jobs/methods/).
+Import this module only through jobs/monitor/writer.py, once PROMETHEUS_MULTIPROC_DIR is set:
+prometheus_client picks its value storage (files shared by the job's processes, or memory) when it is
+first imported. Each method's own metrics (`trainjob_<method>_<name>`) come from its registry entry
+(jobs/methods/).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from jobs.methods import METHODS
 from jobs.methods.base import Method
 
-INSTANCE: JobMetrics | None = None  # set by lifecycle.job_metrics()
 PHASES = ("validating", "loading", "training", "saving", "done", "failed")
 # TRL log key -> (gauge name without the prefix, help), for every method.
 LOG_GAUGES = {

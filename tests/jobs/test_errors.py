@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import entrypoint
+from dev.testing import ROOT
 from jobs.errors import EXIT_CODES, ConfigError, DataError, EnvironmentProblem, JobError
-from tests.helpers import ROOT
 from tests.support.manifests import shipped_jobs
 
 

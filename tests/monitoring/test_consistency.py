@@ -13,9 +13,9 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
+from dev.testing import ROOT
 from jobs.monitor.gpu import GpuCollector
 from jobs.monitor.system import JobProcessCollector
-from tests.helpers import ROOT
 from tests.support.nvml import FakeNvml
 from tests.support.rules import alerts, promtool
 
@@ -28,7 +28,7 @@ WRITER = """
 import sys
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from jobs.monitor.lifecycle import job_metrics
+from jobs.monitor.writer import job_metrics
 metrics = job_metrics()
 for value in vars(metrics).values():
     for metric in value.values() if isinstance(value, dict) else [value]:

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from tests.helpers import ROOT
+from dev.testing import ROOT
 
 MONITORING = ROOT / "k8s" / "monitoring"
 DASHBOARD = MONITORING / "grafana-dashboard.json"

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import ROOT
+from dev.testing import ROOT
 
 K8S = ROOT / "k8s"
 

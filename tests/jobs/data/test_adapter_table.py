@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from dev.testing import run_entrypoint
 from jobs.data.adapters import ADAPTERS, detect_adapter
 from jobs.data.validate import validate_dataset
-from jobs.preflight import data_policy
-from tests.helpers import run_entrypoint
+from jobs.preflight.data import data_policy
 
 SYSTEM, USER, GOOD, BAD = "Be brief.", "What is 2+2?", "4", "5"
 

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dev.testing import REALDATA, run_entrypoint
 from jobs.data.hygiene import TEXT_CHECKS
-from tests.helpers import REALDATA, run_entrypoint
 
 GOOD_SFT = {"messages": [{"role": "user", "content": "Count on from 1."}, {"role": "assistant", "content": "2 3 4"}]}
 GOOD_DPO = {"prompt": "2+2?", "chosen": "4", "rejected": "5"}

@@ -7,7 +7,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from jobs.config import DATA_FORMATS, job_fields
+from jobs.config.settings import DATA_FORMATS, job_fields
 from jobs.data.adapters import ADAPTERS
 from jobs.data.formats import FORMATS, SCHEMA_DIR, SchemaChecker, load_schema, native_format
 

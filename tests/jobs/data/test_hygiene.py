@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from dev.testing import write_jsonl
 from jobs.data.formats import FORMATS
 from jobs.data.hygiene import TEXT_CHECKS, hygiene, may_hold_findings
 from jobs.data.split import canonical
 from jobs.data.validate import validate_dataset
-from jobs.preflight import data_policy
-from tests.helpers import write_jsonl
+from jobs.preflight.data import data_policy
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dev.testing import run_entrypoint, write_jsonl
 from jobs.data.lengths import percentiles, token_lengths
-from tests.helpers import run_entrypoint, write_jsonl
 
 
 def test_percentiles_of_nothing_is_none() -> None:
@@ -35,7 +35,7 @@ def test_pair_lengths_take_the_longer_side(demo_model: str, tmp_path: Path) -> N
 
 
 def test_validate_counts_tokens_only_when_a_model_is_named(demo_model: str, tmp_path: Path) -> None:
-    data = "jobs/demo_data/dpo_pairs.jsonl"
+    data = "dev/demo_data/dpo_pairs.jsonl"
     plain = run_entrypoint("validate", TRAIN_METHOD="dpo", TRAIN_DATA_PATH=data, TRAIN_OUTPUT_DIR=str(tmp_path / "a"))
     with_model = run_entrypoint("validate", TRAIN_METHOD="dpo", TRAIN_DATA_PATH=data, TRAIN_MAX_LENGTH="12",
                                 TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_OUTPUT_DIR=str(tmp_path / "b"))  # fmt: skip

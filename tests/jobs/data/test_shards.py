@@ -10,7 +10,7 @@ import pytest
 
 from jobs.data import shards
 from jobs.data.validate import ValidationResult, validate_dataset
-from jobs.preflight import data_policy
+from jobs.preflight.data import data_policy
 
 
 def _run(path: Path, out: Path, sharded: bool, monkeypatch: pytest.MonkeyPatch, **policy) -> ValidationResult:

@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from dev.testing import ROOT, run_entrypoint
 from jobs.data.sources import resolve_data_files, split_of
-from tests.helpers import ROOT, run_entrypoint
 
 REALDATA = ROOT / "tests" / "data" / "realdata"
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from dev.testing import ROOT
 from jobs.data.validate import validate_dataset
-from jobs.preflight import data_policy
-from tests.helpers import ROOT
+from jobs.preflight.data import data_policy
 
 EXAMPLES = [json.loads(line) for line in (ROOT / "tests/data/trl_docs/dataset_formats.jsonl").read_text().splitlines()]
 # A conversation of one user turn: TRL turns it into a prompt; for SFT it has nothing to train on.

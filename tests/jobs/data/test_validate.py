@@ -6,9 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
+from dev.testing import REALDATA, run_entrypoint, write_jsonl
 from jobs.data.validate import validate_dataset
-from jobs.preflight import data_policy
-from tests.helpers import REALDATA, run_entrypoint, write_jsonl
+from jobs.preflight.data import data_policy
 
 PINNED_PREPARED_SHA256 = {
     "train": "19fe2555c7169d23c749910bc2e11cff91e8c7e589b7a1e559edf06f0f1b5ddd",
@@ -106,22 +106,6 @@ def test_errors_beyond_the_shown_ones_are_counted(tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "d.jsonl", [{"text": " "}] * 30)
     result = validate_dataset(data, None, data_policy("sft", max_shown=5), tmp_path / "p")
     assert len(result.files[0].errors) == 5 and result.files[0].error_count == 30
-
-
-def test_validate_does_not_import_torch_without_a_model(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.helpers import ROOT, clean_env
-
-    probe = "import sys, entrypoint; code = entrypoint.main(['validate']); print(code, 'torch' in sys.modules)"
-    env = clean_env(
-        TRAIN_METHOD="dpo", TRAIN_DATA_PATH="jobs/demo_data/dpo_pairs.jsonl", TRAIN_OUTPUT_DIR=str(tmp_path)
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    assert result.stdout.split() == ["0", "False"]
 
 
 def test_the_prepared_file_is_canonical_json_whatever_the_spelling(tmp_path: Path) -> None:

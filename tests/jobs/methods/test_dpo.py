@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from jobs.methods.dpo import demo_records
-from tests.helpers import rises, run_entrypoint, write_jsonl
+from dev.demo import dpo_records as demo_records
+from dev.testing import rises, run_entrypoint, write_jsonl
 
 
 def _conversational(record: dict[str, Any]) -> dict[str, Any]:
@@ -27,9 +27,15 @@ def _conversational(record: dict[str, Any]) -> dict[str, Any]:
 DPO_SETTINGS = {"TRAIN_MAX_STEPS": "30", "TRAIN_LOGGING_STEPS": "5", "TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": "8"}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("conversational", [False, True], ids=["plain", "conversational"])
-@pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
+@pytest.mark.parametrize(
+    ("lora", "conversational"),
+    [
+        pytest.param(True, False, id="lora-plain"),  # in `make test`: one DPO run
+        pytest.param(True, True, id="lora-conversational", marks=pytest.mark.slow),
+        pytest.param(False, False, id="full-plain", marks=pytest.mark.slow),
+        pytest.param(False, True, id="full-conversational", marks=pytest.mark.slow),
+    ],
+)
 def test_dpo_reward_margins_rise(conversational: bool, lora: bool, demo_model: str, tmp_path: Path) -> None:
     records = [_conversational(r) if conversational else r for r in demo_records(240)]
     data = write_jsonl(tmp_path / "pairs.jsonl", records)
@@ -49,7 +55,7 @@ def test_dpo_reward_margins_rise(conversational: bool, lora: bool, demo_model: s
     events.Reload()
     assert {"train/rewards/margins", "train/rewards/chosen", "train/loss"} <= set(events.Tags()["scalars"])
     manifest = json.loads((final / "run_manifest.json").read_text())
-    assert manifest["packages"]["trl"] and len(manifest["data"]["train_source"]["sha256"]) == 64
+    assert manifest["packages"]["trl"] and len(manifest["data"]["sources"][0]["sha256"]) == 64
 
 
 @pytest.mark.slow

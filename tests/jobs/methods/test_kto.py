@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from jobs.methods.dpo import demo_records as paired_records
-from jobs.methods.kto import demo_records
-from tests.helpers import rises, run_entrypoint, write_jsonl
+from dev.demo import dpo_records as paired_records
+from dev.demo import kto_records as demo_records
+from dev.testing import rises, run_entrypoint, write_jsonl
 
 
 def _conversational(record: dict[str, Any]) -> dict[str, Any]:
@@ -30,11 +30,13 @@ FULL = {"TRAIN_USE_PEFT": "false", "TRAIN_LEARNING_RATE": "5e-4", "TRAIN_MAX_STE
 LORA = {"TRAIN_USE_PEFT": "true", "TRAIN_LEARNING_RATE": "1e-2", "TRAIN_MAX_STEPS": "90", "TRAIN_LOGGING_STEPS": "10"}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("shape", "settings"),
-    [("plain", LORA), ("conversational", FULL), ("paired", FULL)],
-    ids=["unpaired-lora", "unpaired-conversational-full", "paired-preference-full"],
+    [
+        pytest.param("plain", LORA, id="unpaired-lora", marks=pytest.mark.slow),
+        pytest.param("conversational", FULL, id="unpaired-conversational-full"),  # in `make test`: one KTO run
+        pytest.param("paired", FULL, id="paired-preference-full", marks=pytest.mark.slow),
+    ],
 )
 def test_kto_reward_margins_rise(shape: str, settings: dict[str, str], demo_model: str, tmp_path: Path) -> None:
     if shape == "paired":
@@ -70,14 +72,14 @@ def test_kto_reward_margins_rise(shape: str, settings: dict[str, str], demo_mode
 )
 def test_settings_kto_cannot_use_exit_2_before_any_model_loads(settings: dict[str, str], message: str,
                                                                tmp_path: Path) -> None:  # fmt: skip
-    run = run_entrypoint("validate", TRAIN_METHOD="kto", TRAIN_DATA_PATH="jobs/demo_data/kto_unpaired.jsonl",
+    run = run_entrypoint("validate", TRAIN_METHOD="kto", TRAIN_DATA_PATH="dev/demo_data/kto_unpaired.jsonl",
                          TRAIN_OUTPUT_DIR=str(tmp_path), **settings)  # fmt: skip
     assert run.returncode == 2, run.stderr
     assert message in run.stderr
 
 
 def test_a_loss_without_a_kl_term_may_use_a_batch_of_one(tmp_path: Path) -> None:
-    run = run_entrypoint("validate", TRAIN_METHOD="kto", TRAIN_DATA_PATH="jobs/demo_data/kto_unpaired.jsonl",
+    run = run_entrypoint("validate", TRAIN_METHOD="kto", TRAIN_DATA_PATH="dev/demo_data/kto_unpaired.jsonl",
                          TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE="1",
                          TRAIN_LOSS_TYPE="apo_zero_unpaired")  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -114,7 +116,7 @@ def test_bad_kto_data_exits_3_naming_the_line(record: dict[str, Any], expected: 
 def test_two_gloo_ranks_unpair_and_shuffle_the_same_records(demo_model: str, tmp_path: Path) -> None:
     # Every rank prepares the records at once: in memory, so no two ranks race for one cache file.
     run = run_entrypoint(
-        TRAIN_METHOD="kto", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/dpo_pairs.jsonl",
+        TRAIN_METHOD="kto", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="dev/demo_data/dpo_pairs.jsonl",
         TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_ACCELERATE_CONFIG="multi_cpu", TRAIN_MAX_STEPS="10",
         TRAIN_LOGGING_STEPS="5", TRAIN_LEARNING_RATE="5e-4",
     )  # fmt: skip

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from jobs.catalog import load_catalog
-from jobs.config import load_config
+from dev.testing import ROOT, run_entrypoint
+from jobs.config.catalog import load_catalog
+from jobs.config.reference import sections
+from jobs.config.settings import load_config
 from jobs.data.formats import FORMATS
 from jobs.methods import METHODS, methods_for_kind
-from jobs.reference import sections
-from tests.helpers import ROOT, run_entrypoint
 
 NAMES = sorted(METHODS)
 
@@ -24,7 +24,6 @@ def test_each_method_names_real_trl_classes_and_known_dataset_kinds(name: str) -
     assert method.trainer_class().__name__ == method.trl_trainer
     known_kinds = {fmt.kind for fmt in FORMATS.values()}
     assert method.dataset_kinds and set(method.dataset_kinds) <= known_kinds
-    assert method.demo_data.is_file()
     log_keys = [metric.log_key for metric in method.metrics]
     assert len(log_keys) == len(set(log_keys))
 

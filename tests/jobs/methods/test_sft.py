@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from jobs.methods.sft import demo_records
-from tests.helpers import falls, run_entrypoint, write_jsonl
+from dev.demo import sft_records as demo_records
+from dev.testing import falls, run_entrypoint, write_jsonl
 
 
 def _as_format(record: dict[str, Any], name: str) -> dict[str, Any]:
@@ -26,8 +26,15 @@ SFT_SETTINGS = {"TRAIN_MAX_STEPS": "40", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEAR
                 "TRAIN_PER_DEVICE_TRAIN_BATCH_SIZE": "8"}  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("data_format", ["text", "messages", "prompt_completion", "conversational_prompt_completion"])
+@pytest.mark.parametrize(
+    "data_format",
+    [
+        pytest.param("text", marks=pytest.mark.slow),
+        "messages",  # in `make test`: one SFT run
+        pytest.param("prompt_completion", marks=pytest.mark.slow),
+        pytest.param("conversational_prompt_completion", marks=pytest.mark.slow),
+    ],
+)
 def test_sft_loss_falls_on_every_format(data_format: str, demo_model: str, tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "train.jsonl", [_as_format(r, data_format) for r in demo_records(200)])
     out = tmp_path / "out"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT, clean_env, run_entrypoint
+from dev.testing import ROOT, clean_env, run_entrypoint
 from tests.support.rules import RULES
 from tests.support.servers import free_port, get, started, wait_for
 
@@ -75,7 +75,7 @@ def test_prometheus_scrapes_a_live_run_and_the_stall_alert_follows_sigstop(
 ) -> None:
     exporter_port, port = prometheus
     env = clean_env(
-        TRAIN_METHOD="dpo", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/dpo_pairs.jsonl",
+        TRAIN_METHOD="dpo", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="dev/demo_data/dpo_pairs.jsonl",
         TRAIN_OUTPUT_DIR=str(tmp_path / "out"), TRAIN_MAX_STEPS="100000", TRAIN_SAVE_STRATEGY="no",
         TRAIN_LEARNING_RATE="5e-4", TRAIN_METRICS_PORT=str(exporter_port), TRAIN_METRICS_ADDR="127.0.0.1",
         TRAIN_METRICS_LINGER_SECONDS="0",
@@ -116,7 +116,7 @@ def test_a_busy_metrics_port_is_an_environment_error(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         run = run_entrypoint(
-            TRAIN_METHOD="sft", TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl", TRAIN_OUTPUT_DIR=str(tmp_path),
+            TRAIN_METHOD="sft", TRAIN_DATA_PATH="dev/demo_data/sft_messages.jsonl", TRAIN_OUTPUT_DIR=str(tmp_path),
             TRAIN_METRICS_PORT=str(busy.getsockname()[1]), TRAIN_METRICS_ADDR="127.0.0.1",
         )  # fmt: skip
     assert run.returncode == 4, run.stderr[-2000:]
@@ -132,7 +132,7 @@ def test_the_outcome_lingers_and_is_pushed_to_a_pushgateway(demo_model: str, tmp
     with started(gateway, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
         wait_for(lambda: get(f"http://127.0.0.1:{gateway_port}/-/ready"), 30, "the Pushgateway")
         env = clean_env(
-            TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
+            TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="dev/demo_data/sft_messages.jsonl",
             TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_MAX_STEPS="3", TRAIN_METRICS_PORT=str(exporter_port),
             TRAIN_METRICS_ADDR="127.0.0.1", TRAIN_METRICS_LINGER_SECONDS="30",
             TRAIN_PUSHGATEWAY_URL=f"http://127.0.0.1:{gateway_port}",
@@ -157,7 +157,7 @@ def test_the_job_waits_after_the_end_only_for_the_scrape_that_reads_the_outcome(
     for scraped in (True, False):
         port = free_port()
         env = clean_env(
-            TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="jobs/demo_data/sft_messages.jsonl",
+            TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH="dev/demo_data/sft_messages.jsonl",
             TRAIN_OUTPUT_DIR=str(tmp_path / str(scraped)), TRAIN_MAX_STEPS="3", TRAIN_METRICS_PORT=str(port),
             TRAIN_METRICS_ADDR="127.0.0.1", TRAIN_METRICS_LINGER_SECONDS="900",
         )  # fmt: skip

@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import ROOT
+from dev.testing import ROOT
 
 # Each case runs in a fresh interpreter: prometheus_client fixes its storage at the first metric.
 WRITER = """
 import sys
 from jobs.methods import METHODS
-from jobs.monitor.lifecycle import job_metrics
+from jobs.monitor.writer import job_metrics
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 m = job_metrics()
@@ -25,7 +25,7 @@ m.log({"loss": 0.7, "learning_rate": 1e-5, "grad_norm": 2.0, "num_tokens": 500.0
       METHODS["dpo"])
 m.step(10, 100)
 m.log({"loss": float("nan"), "num_tokens": 1200.0}, METHODS["dpo"])
-m.nonfinite.inc()  # what jobs/divergence.py does for a step whose loss or gradient norm is not finite
+m.nonfinite.inc()  # what jobs/train/guards/divergence.py does for a step whose loss or gradient norm is not finite
 m.log({"eval_loss": 0.9}, METHODS["dpo"])
 m.checkpoint_saved()
 m.exit_code.set(0)

@@ -1,0 +1,108 @@
+"""Resume only into the same run: what a checkpoint was trained with is recorded when a run starts, and a
+restart that changed it is refused (exit 2) instead of silently mixing two trainings.
+
+`<output>/run_identity.json` holds the settings that shape the weights (the method, every TRAIN_* of the
+model and the trainer except run length and cadence) and the sha256 of the prepared data, as preflight
+recorded them; the process count and the device are recorded too, and a change of them is only reported,
+since a resume across them is legitimate (a bigger node after a preemption). A run started before the
+file had this name wrote `run_manifest.json`, which is read in its place. TRAIN_RESUME: `auto` resumes
+an unchanged run and refuses a changed one, `force` resumes anyway, `never` starts over (the old
+checkpoints are set aside).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from jobs.config.resolved import ResolvedRun
+from jobs.config.settings import PREFIX, redact
+from jobs.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# Settings that change how long a run goes or how often it reports, not what a step does.
+NOT_IDENTITY = frozenset({
+    "max_steps", "num_train_epochs", "save_steps", "save_total_limit", "save_strategy", "eval_steps",
+    "eval_strategy", "logging_steps", "logging_strategy", "report_to", "output_dir", "disable_tqdm",
+    "hub_token", "push_to_hub", "hub_model_id", "run_name",
+})  # fmt: skip
+
+
+def run_identity(run: ResolvedRun, prepared: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What must not change between a checkpoint and the run that resumes from it; `prepared`: the prepared
+    files as preflight recorded them (their sha256)."""
+    config = run.config
+    settings = {
+        name: value
+        for group in (config.model, config.training)
+        for name, value in group.items()
+        if name not in NOT_IDENTITY and name != "model_name_or_path"
+    }
+    return {
+        "method": run.method,
+        "model": str(config.model.get("model_name_or_path")),
+        "settings": redact(settings),
+        "data_sha256": {role: file["sha256"] for role, file in prepared.items()},
+    }
+
+
+def changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Each difference in a form a user can act on."""
+    found = []
+    for key in ("method", "model"):
+        if recorded.get(key) != current[key]:
+            found.append(f"{key}: {recorded.get(key)!r} then, {current[key]!r} now")
+    before, now = recorded.get("settings", {}), current["settings"]
+    for name in sorted(set(before) | set(now)):
+        if before.get(name) != now.get(name):
+            then = repr(before[name]) if name in before else "unset"
+            found.append(f"{PREFIX}{name.upper()}: {then} then, {repr(now[name]) if name in now else 'unset'} now")
+    for role, digest in current["data_sha256"].items():
+        if recorded.get("data_sha256", {}).get(role) != digest:
+            found.append(f"the {role} data: its validated records differ (sha256 {digest[:12]}...)")
+    return found
+
+
+def _recorded(run: ResolvedRun) -> dict[str, Any] | None:
+    layout = run.layout
+    for path in (layout.run_identity, layout.legacy_run_identity):
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+    return None
+
+
+def check_resume(run: ResolvedRun, prepared: dict[str, dict[str, Any]]) -> None:
+    """Refuse a resume into a changed run, or start over, as TRAIN_RESUME says; then record this start."""
+    layout = run.layout
+    current = run_identity(run, prepared)
+    complete = [d for _, d in layout.checkpoints() if layout.is_complete(d)]
+    mode = run.job.resume
+    recorded = _recorded(run)
+    if complete and mode == "never":
+        for directory in complete:
+            directory.rename(directory.with_name(f"previous-{directory.name}.{time.strftime('%Y%m%d-%H%M%S')}"))
+        logger.warning("TRAIN_RESUME=never: %d earlier checkpoint(s) set aside as previous-*; starting at step 0",
+                       len(complete))  # fmt: skip
+    elif complete and recorded is not None:
+        found = changes(recorded, current)
+        if found and mode == "auto":
+            raise ConfigError(
+                f"{complete[-1]} was trained with other settings or data; restore them, use a new "
+                "TRAIN_OUTPUT_DIR, or set TRAIN_RESUME=force (resume anyway) or TRAIN_RESUME=never (start over)",
+                found,
+            )
+        for change in found:
+            logger.warning("TRAIN_RESUME=force: resuming although %s", change)
+        _report_moves(recorded, run)
+    started = {**current, "processes": run.processes, "device": run.device.description}
+    layout.run_identity.write_text(json.dumps(started, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _report_moves(recorded: dict[str, Any], run: ResolvedRun) -> None:
+    if recorded.get("processes") != run.processes or recorded.get("device") != run.device.description:
+        logger.warning("resuming on %d process(es), %s; the checkpoints were written on %s process(es), %s",
+                       run.processes, run.device.description, recorded.get("processes"),
+                       recorded.get("device"))  # fmt: skip

@@ -1,0 +1,33 @@
+"""Preflight: everything that can be checked before a model loads or a GPU is touched, cheapest first.
+
+The output volume first (writable: jobs/preflight/checks.py), then the model directory, the memory
+estimate (jobs/estimate/memory.py) and the disk room, then every data record (jobs/preflight/data.py),
+then the resume identity (jobs/preflight/identity.py). Returns the run with what preflight found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jobs.config.resolved import ResolvedRun
+from jobs.estimate.memory import check_memory
+from jobs.preflight.checks import check_disk_room, check_model_dir
+from jobs.preflight.data import validate_data
+from jobs.preflight.identity import check_resume
+
+
+def run_preflight(run: ResolvedRun, *, for_training: bool) -> ResolvedRun:
+    """The model and data checks, in order of cost (after `check_output_dir`); the run as preflight found it:
+    with or without evaluation data, with its memory estimate."""
+    main = run.config.topology.is_main_machine  # machine 0 alone changes the shared output volume
+    if for_training:
+        check_model_dir(run.model.get("model_name_or_path"))
+        run = dataclasses.replace(run, memory=check_memory(run))
+        check_disk_room(run)
+        if main:
+            run.layout.set_aside_incomplete()
+    # Token counting needs the tokenizer (and torch): training has a model; validate only when one is named.
+    report = validate_data(run, count_tokens=bool(run.config.model.get("model_name_or_path")))
+    if for_training and main:
+        check_resume(run, report["prepared"])
+    return run.with_evaluation("eval" in report["prepared"])

@@ -1,0 +1,140 @@
+"""Publishing the trained model: `final/` written beside itself and renamed into place, with what produced it.
+
+`final/` holds the model or LoRA adapter and the tokenizer (`from_pretrained`-loadable), the effective
+configuration (secrets redacted), the validation report, the log history and `run_manifest.json`: package
+versions, git revision, the data's files and hashes as preflight recorded them (the sources are never
+read again here), the run id. It is written into `final.partial/` and renamed into place; an existing
+`final/` is kept under a timestamped name, never overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from jobs.config.resolved import ResolvedRun
+from jobs.config.settings import redact
+from jobs.errors import TrainingDiverged
+from jobs.train.guards.divergence import weights_are_finite
+
+logger = logging.getLogger("jobs.train")
+
+PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "deepspeed", "bitsandbytes")
+
+
+def save_final(trainer: Any, run: ResolvedRun, tokenizer: Any) -> None:
+    """Write model/adapter, tokenizer, effective config, validation report and manifest; then publish."""
+    layout = run.layout
+    partial = layout.final_partial
+    if trainer.is_world_process_zero():
+        discard(partial)
+    trainer.accelerator.wait_for_everyone()
+    if not weights_are_finite(trainer.model):
+        raise TrainingDiverged("the trained weights hold NaN or infinite values; final/ was not published")
+    trainer.save_model(str(partial))  # every rank: DeepSpeed ZeRO-3 gathers the shards here
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(partial))
+        _write_json(partial / "effective_config.json", _effective_config(trainer, run))
+        _write_json(partial / "log_history.json", trainer.state.log_history)
+        report = json.loads(layout.report.read_text(encoding="utf-8"))
+        shutil.copy2(layout.report, partial / layout.report.name)
+        _write_json(partial / "run_manifest.json", manifest(run, report, trainer.state.global_step))
+        publish_final(partial, layout.final)
+        logger.info("final model saved: %s", layout.final)
+    trainer.accelerator.wait_for_everyone()
+
+
+def _effective_config(trainer: Any, run: ResolvedRun) -> dict[str, Any]:
+    """What was set, and what TRL ran with after the job's defaults: every training and model field."""
+    effective = run.config.effective()
+    resolved = json.loads(trainer.args.to_json_string())
+    for name, value in resolved.items():  # transformers hides every *_token field; only the secret ones stay hidden
+        if value == f"<{name.upper()}>":
+            resolved[name] = getattr(trainer.args, name)
+    effective["training_resolved"] = redact(resolved)
+    model_resolved = dataclasses.asdict(trainer.model_args)
+    effective["model_resolved"] = redact(json.loads(json.dumps(model_resolved, default=str)))
+    return effective
+
+
+def manifest(run: ResolvedRun, report: dict[str, Any], global_step: int) -> dict[str, Any]:
+    """What produced the model: the code, the packages, the machine, and the data as preflight recorded it
+    (the layout `TRAIN_DATA_PATH` resolved to, every source file with its sha256, the prepared files)."""
+    sources = [{key: file[key] for key in ("role", "path", "sha256", "records", "format")} for file in report["files"]]
+    return {
+        "run_id": run.config.run_id,
+        "git_revision": git_revision(),
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "packages": package_versions(),
+        "data": {"layout": report.get("layout"), "sources": sources, "prepared": report.get("prepared", {})},
+        "method": run.method,
+        "world_size": run.processes,
+        "global_step": global_step,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_revision() -> str | None:
+    """The source revision: GIT_REVISION (set when the image is built) or the checkout's HEAD."""
+    if os.environ.get("GIT_REVISION"):
+        return os.environ["GIT_REVISION"]
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def publish_final(partial: Path, final: Path) -> None:
+    """Move a fully written model directory into place, keeping any previous final model. Its files get
+    the modes the umask gives new files: safetensors writes weights 0600, which another user (a serving
+    or evaluation pod, the volume's group) could not read."""
+    readable_as_umask_allows(partial)
+    if final.exists():
+        kept = final.with_name(f"{final.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+        final.rename(kept)
+        logger.warning("kept the previous final model as %s", kept)
+    partial.rename(final)
+
+
+def readable_as_umask_allows(directory: Path) -> None:
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in directory.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~mask | (path.stat().st_mode & 0o111))
+
+
+def discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

@@ -1,0 +1,55 @@
+"""Resume only into the same run: a restart with other settings or data exits 2 naming what changed;
+run length may change; TRAIN_RESUME=force resumes anyway and never starts over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dev.testing import run_entrypoint, write_jsonl
+from jobs.preflight.identity import changes
+
+
+def test_changes_name_the_variable_and_both_values() -> None:
+    recorded = {"method": "sft", "model": "/m", "settings": {"learning_rate": 0.002, "seed": 1},
+                "data_sha256": {"train": "a" * 64}}  # fmt: skip
+    current = {"method": "sft", "model": "/m", "settings": {"learning_rate": 0.001, "lora_r": 8},
+               "data_sha256": {"train": "b" * 64}}  # fmt: skip
+    assert changes(recorded, current) == [
+        "TRAIN_LEARNING_RATE: 0.002 then, 0.001 now",
+        "TRAIN_LORA_R: unset then, 8 now",
+        "TRAIN_SEED: 1 then, unset now",
+        "the train data: its validated records differ (sha256 bbbbbbbbbbbb...)",
+    ]
+    assert changes(recorded, recorded) == []
+
+
+@pytest.mark.slow
+def test_a_restart_resumes_only_into_the_same_run(demo_model: str, tmp_path: Path) -> None:
+    base = {
+        "TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model,
+        "TRAIN_DATA_PATH": "dev/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(tmp_path / "out"),
+        "TRAIN_MAX_STEPS": "6", "TRAIN_SAVE_STEPS": "3", "TRAIN_LOGGING_STEPS": "3", "TRAIN_LEARNING_RATE": "2e-3",
+    }  # fmt: skip
+    first = run_entrypoint(**base)
+    assert first.returncode == 0, first.stderr[-2000:]
+
+    longer = run_entrypoint(**{**base, "TRAIN_MAX_STEPS": "9"})  # run length is not identity
+    assert longer.returncode == 0 and "resuming from" in longer.stderr, longer.stderr[-2000:]
+
+    other_lr = run_entrypoint(**{**base, "TRAIN_MAX_STEPS": "12", "TRAIN_LEARNING_RATE": "1e-3"})
+    assert other_lr.returncode == 2, other_lr.stderr[-2000:]
+    assert "TRAIN_LEARNING_RATE: 0.002 then, 0.001 now" in other_lr.stderr and "TRAIN_RESUME=force" in other_lr.stderr
+
+    fewer = write_jsonl(tmp_path / "fewer.jsonl", [{"text": "Count on from 1, 3 numbers. 2 3 4"}] * 50)
+    other_data = run_entrypoint(**{**base, "TRAIN_MAX_STEPS": "12", "TRAIN_DATA_PATH": str(fewer)})
+    assert other_data.returncode == 2 and "the train data: its validated records differ" in other_data.stderr
+
+    forced = run_entrypoint(**{**base, "TRAIN_MAX_STEPS": "12", "TRAIN_LEARNING_RATE": "1e-3", "TRAIN_RESUME": "force"})
+    assert forced.returncode == 0 and "resuming from" in forced.stderr, forced.stderr[-2000:]
+    assert "TRAIN_RESUME=force: resuming although TRAIN_LEARNING_RATE" in forced.stderr
+
+    over = run_entrypoint(**{**base, "TRAIN_RESUME": "never"})
+    assert over.returncode == 0 and "resuming from" not in over.stderr, over.stderr[-2000:]
+    assert list((tmp_path / "out").glob("previous-checkpoint-12.*")) and over.steps()[0] == 3

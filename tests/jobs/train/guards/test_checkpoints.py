@@ -1,0 +1,91 @@
+"""Checkpoints: only complete ones are resumed from."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dev.testing import ROOT, clean_env, run_entrypoint
+from jobs.layout import COMPLETE_MARKER, OutputLayout
+from jobs.train.guards.checkpoints import latest_complete_checkpoint
+
+
+def _checkpoint(root: Path, step: int, complete: bool) -> Path:
+    directory = root / f"checkpoint-{step}"
+    directory.mkdir(parents=True)
+    if complete:
+        (directory / COMPLETE_MARKER).write_text(str(step))
+    return directory
+
+
+def test_newest_complete_checkpoint_wins_and_incomplete_ones_are_skipped(tmp_path: Path) -> None:
+    _checkpoint(tmp_path, 5, complete=True)
+    newest_complete = _checkpoint(tmp_path, 10, complete=True)
+    _checkpoint(tmp_path, 15, complete=False)  # a pod killed mid-save leaves this
+    (tmp_path / "checkpoint-x").mkdir()
+    assert latest_complete_checkpoint(OutputLayout(tmp_path)) == newest_complete
+
+
+def test_no_checkpoint_means_a_fresh_start(tmp_path: Path) -> None:
+    assert latest_complete_checkpoint(OutputLayout(tmp_path)) is None
+    assert latest_complete_checkpoint(OutputLayout(tmp_path / "missing")) is None
+
+
+def test_a_second_run_resumes_from_the_last_complete_checkpoint(demo_model: str, tmp_path: Path) -> None:
+    settings = {
+        "TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model,
+        "TRAIN_DATA_PATH": "dev/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(tmp_path),
+        "TRAIN_SAVE_STEPS": "5", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEARNING_RATE": "2e-3",
+    }  # fmt: skip
+    first = run_entrypoint(TRAIN_MAX_STEPS="10", **settings)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (tmp_path / "checkpoint-10" / COMPLETE_MARKER).is_file()
+    second = run_entrypoint(TRAIN_MAX_STEPS="20", **settings)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming from {tmp_path / 'checkpoint-10'}" in second.stderr
+    steps = [entry["step"] for entry in second.logs() if "loss" in entry and "train_runtime" not in entry]
+    assert steps and min(steps) > 10  # steps 1-10 were not trained again
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("final.")]) == 1  # first final kept
+
+
+@pytest.mark.slow
+def test_a_process_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(demo_model: str,
+                                                                                  tmp_path: Path) -> None:  # fmt: skip
+    settings = {
+        "TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model,
+        "TRAIN_DATA_PATH": "dev/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(tmp_path),
+        "TRAIN_SAVE_STEPS": "10", "TRAIN_LOGGING_STEPS": "1", "TRAIN_MAX_STEPS": "30", "TRAIN_LEARNING_RATE": "2e-3",
+    }  # fmt: skip
+    process = subprocess.Popen([sys.executable, "entrypoint.py"], cwd=ROOT, env=clean_env(**settings),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if '"step": 1,' in line and '"loss"' in line:
+                # A write that never finishes: checkpoint-20 gets its weights, then its optimizer file is a FIFO
+                # nobody reads, so the save blocks there (made once training runs: a start sets aside what it finds).
+                (tmp_path / "checkpoint-20").mkdir()
+                os.mkfifo(tmp_path / "checkpoint-20" / "optimizer.pt")
+            if '"step": 20,' in line and '"loss"' in line:  # step 20 done: its save is under way, and blocks
+                break
+        time.sleep(2)
+        assert process.poll() is None, "the save did not block"
+        process.kill()  # SIGKILL: no handler runs
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert (tmp_path / "checkpoint-10" / COMPLETE_MARKER).is_file()
+    assert not (tmp_path / "checkpoint-20" / COMPLETE_MARKER).exists()
+
+    resumed = run_entrypoint(**settings)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {tmp_path / 'checkpoint-10'}" in resumed.stderr
+    assert (tmp_path / "incomplete-checkpoint-20").is_dir() and "set aside" in resumed.stderr
+    assert (tmp_path / "final" / "model.safetensors").is_file()
