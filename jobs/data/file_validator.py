@@ -17,7 +17,7 @@ import orjson
 
 from jobs.data.adapters import ADAPTERS, Adapter, detect_adapter
 from jobs.data.formats import FORMATS, MESSAGE_KEYS, Format, SchemaChecker, deepest, native_format
-from jobs.data.hygiene import hygiene, may_hold_findings
+from jobs.data.hygiene import hygiene, screened_kinds
 from jobs.data.keys import KeyTable, LeakIndex
 from jobs.data.prepared import PreparedWriter
 from jobs.data.readers import FatalReadError, Unparsable, iter_records
@@ -303,7 +303,7 @@ class FileValidator:
             data = canonical(prepared) + b"\n"
         except orjson.JSONEncodeError:
             return self._reject(line, [_unwritable(prepared)])
-        findings = hygiene(record, fmt, self.policy.text_errors) if may_hold_findings(data) else None
+        findings = hygiene(record, fmt, screened_kinds(data), self.policy.text_errors)
         if findings:
             self._warn(line, findings)
             errors = [(f.path, f"{f.message} (an error under TRAIN_TEXT_ERRORS)") for f in findings if not f.warning]

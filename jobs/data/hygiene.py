@@ -2,9 +2,10 @@
 
 Each kind is a warning, counted and located like the other findings; TRAIN_TEXT_ERRORS names the kinds
 that are errors instead. Scanning every text with every kind's expression costs more than parsing it, so
-each record's canonical JSON is first screened, in one search, for the bytes that start a character of
-any kind (`may_hold_findings`); only a record it points to has its texts checked exactly. The screen may
-point at a record that holds no finding, never the reverse (tests/jobs/data/test_hygiene.py).
+a record's canonical JSON is first screened for the bytes each kind's characters start with
+(`screened_kinds`: a few microseconds a record), and only the kinds it points to are checked exactly, on
+the record's texts. The screen may point at a kind a text does not hold, never the reverse
+(tests/jobs/data/test_hygiene.py).
 """
 
 from __future__ import annotations
@@ -27,15 +28,6 @@ TEXT_CHECKS = {
     "mojibake": "mojibake: UTF-8 text decoded as Latin-1/cp1252 (such as 'Ã©' for 'é', 'â€™' for '’')",
 }
 
-# In canonical JSON (orjson's: controls escaped as \u00XX, \b or \f, every other character raw UTF-8), the
-# bytes that start a character of some kind: a control escape, DEL or a C1 control, private use, U+FFFD,
-# bidi controls, zero-width characters, a mojibake lead (U+00C2-U+00F4). An escaped backslash before a b or
-# an f also matches: the screen may point at a record that holds no finding, never the reverse.
-_SUSPECT = re.compile(
-    rb"\\(?:u00|[bf])|\x7f|\xc2[\x80-\x9f]|\xee|\xef[\x80-\xa3\xbb\xbf]|\xe2\x80[\x8b-\x8d\xaa-\xae]"
-    rb"|\xe2\x81[\xa0\xa6-\xa9]|\xc3[\x82-\xb4]"
-)
-
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _PRIVATE_USE = re.compile(r"[\ue000-\uf8ff]")
 _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
@@ -48,6 +40,20 @@ _CP1252_HIGH = (  # the characters cp1252 puts at bytes 0x80-0x9f
     "\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122"
 )
 _MOJIBAKE = re.compile(f"[\u00c2-\u00f4][\u0080-\u00bf{_CP1252_HIGH}]+")
+# What each kind's characters start with in canonical JSON (orjson's: controls escaped as \u00XX, \b or \f,
+# every other character raw UTF-8). Each expression begins with one literal byte, which the regex engine
+# finds fast; a longer alternation would try every branch at every byte. (An escaped backslash before a b or
+# an f matches as well, and U+00C2-U+00F4 are mojibake only before a continuation's lead byte.)
+_SCREENS: tuple[tuple[re.Pattern[bytes], tuple[str, ...]], ...] = (
+    (re.compile(rb"\\(?:u00|[bf])"), ("control",)),  # C0 controls, escaped
+    (re.compile(rb"\x7f"), ("control",)),  # DEL, raw
+    (re.compile(rb"\xc2[\x80-\x9f]"), ("control",)),  # C1 controls
+    (re.compile(rb"\xee"), ("private_use",)),  # U+E000-U+EFFF
+    (re.compile(rb"\xef(?:[\x80-\xa3]|\xbf\xbd|\xbb\xbf)"), ("private_use", "replacement", "zero_width")),
+    (re.compile(rb"\xe2(?:\x80[\x8b-\x8d\xaa-\xae]|\x81[\xa0\xa6-\xa9])"), ("bidi", "zero_width")),
+    (re.compile(rb"\xc3[\x82-\xb4][\xc2\xc5\xc6\xcb\xe2]"), ("mojibake",)),
+)
+_ASCII_SCREENS = 2  # the first two: an ASCII record's JSON can hold nothing else
 
 
 def _is_mojibake(text: str) -> bool:
@@ -74,17 +80,23 @@ _EXACT = {
 }
 
 
-def may_hold_findings(canonical_json: bytes) -> bool:
-    """Whether a record's canonical JSON holds the start of a character of any kind."""
-    return _SUSPECT.search(canonical_json) is not None
+def screened_kinds(canonical_json: bytes) -> tuple[str, ...]:
+    """The kinds a record may hold, from its canonical JSON, in TEXT_CHECKS's order."""
+    screens = _SCREENS[:_ASCII_SCREENS] if canonical_json.isascii() else _SCREENS
+    found = {kind for pattern, kinds in screens if pattern.search(canonical_json) for kind in kinds}
+    return tuple(kind for kind in TEXT_CHECKS if kind in found)
 
 
-def hygiene(record: dict[str, Any], fmt: Format, errors: frozenset[str] = frozenset()) -> list[Finding]:
-    """Character hygiene findings with the path of each text that has them: warnings, or errors for the kinds
-    in `errors` (TRAIN_TEXT_ERRORS)."""
+def hygiene(
+    record: dict[str, Any], fmt: Format, kinds: tuple[str, ...], errors: frozenset[str] = frozenset()
+) -> list[Finding]:
+    """Findings of the given kinds (those `screened_kinds` points to), with the path of each text that has
+    them: warnings, or errors for the kinds in `errors` (TRAIN_TEXT_ERRORS)."""
+    if not kinds:
+        return []
     return [
         Finding(path, TEXT_CHECKS[kind], warning=kind not in errors)
         for path, text in texts(record, fmt)
-        for kind in TEXT_CHECKS
+        for kind in kinds
         if _EXACT[kind](text)
     ]

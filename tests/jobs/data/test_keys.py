@@ -1,5 +1,5 @@
 """Key tables: 20 bytes a record in flat buffers; repeats found by sorting once a split is read, across the
-shards of a split; the training table as a lookup index for leakage. Keys are BLAKE2b digests that a
+shards of a split; the training table as a lookup index for leakage. Keys are SHA-256 digests that a
 crafted record cannot make collide."""
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def _old_digest_words(data: bytes) -> int:
 
 def test_a_forged_collision_is_neither_a_duplicate_nor_a_leak(tmp_path: Path) -> None:
     """Records crafted to collide under the removed 64-bit digest made a chosen eval record a "leak" (and
-    TRAIN_DROP_INVALID dropped it) or a "duplicate". With BLAKE2b keys they are two records."""
+    TRAIN_DROP_INVALID dropped it) or a "duplicate". With SHA-256 keys they are two records."""
     forged, target = _forged_pair()
     assert forged != target and _old_digest(_stream(forged)) == _old_digest(_stream(target))
     assert digest(canonical(forged)) != digest(canonical(target))

@@ -11,8 +11,8 @@ from jobs.data.validate import validate_dataset
 from jobs.preflight.data import data_policy
 
 PINNED_PREPARED_SHA256 = {
-    "train": "19fe2555c7169d23c749910bc2e11cff91e8c7e589b7a1e559edf06f0f1b5ddd",
-    "eval": "fca0005aa0b91d025e3de1e039916ca114a7e7fa699534919158f6342935677e",
+    "train": "2be220605ae8a4a6c2bb5a5934e417c03d4e79806ea09ee9336eb8717dcee46f",
+    "eval": "9b24e81a4a0f3bcf1b4ccf5d7418ab4663e6bef36aa011199ff92802d4fce87a",
 }
 
 

@@ -3,12 +3,18 @@ run length may change; TRAIN_RESUME=force resumes anyway and never starts over."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from dev.testing import run_entrypoint, write_jsonl
-from jobs.preflight.identity import changes
+from jobs.config.defaults import Device
+from jobs.config.resolved import resolve
+from jobs.config.settings import load_config
+from jobs.errors import ConfigError
+from jobs.layout import COMPLETE_MARKER
+from jobs.preflight.identity import changes, check_resume, run_identity
 
 
 def test_changes_name_the_variable_and_both_values() -> None:
@@ -23,6 +29,24 @@ def test_changes_name_the_variable_and_both_values() -> None:
         "the train data: its validated records differ (sha256 bbbbbbbbbbbb...)",
     ]
     assert changes(recorded, recorded) == []
+
+
+def test_a_run_started_before_the_rename_is_checked_against_its_run_manifest(tmp_path: Path) -> None:
+    """Runs that started before run_identity.json recorded their identity as run_manifest.json."""
+    env = {"TRAIN_METHOD": "sft", "TRAIN_DATA_PATH": "d.jsonl", "TRAIN_OUTPUT_DIR": str(tmp_path),
+           "TRAIN_LEARNING_RATE": "1e-3"}  # fmt: skip
+    run = resolve(load_config(env), Device(gpu=False, bf16=False))
+    (tmp_path / "checkpoint-5").mkdir()
+    (tmp_path / "checkpoint-5" / COMPLETE_MARKER).write_text("5")
+    prepared = {"train": {"sha256": "a" * 64}}
+    legacy = {**run_identity(run, prepared), "settings": {"learning_rate": 0.002}}
+    (tmp_path / "run_manifest.json").write_text(json.dumps(legacy))
+    with pytest.raises(ConfigError) as refused:
+        check_resume(run, prepared)
+    assert "TRAIN_LEARNING_RATE: 0.002 then, 0.001 now" in refused.value.report()
+    (tmp_path / "run_manifest.json").write_text(json.dumps(run_identity(run, prepared)))
+    check_resume(run, prepared)  # unchanged: resumes, and records the identity under its new name
+    assert json.loads((tmp_path / "run_identity.json").read_text())["settings"] == {"learning_rate": 0.001}
 
 
 @pytest.mark.slow
