@@ -94,7 +94,7 @@ image:
 image-test: $(STAMP)
 	scripts/image-test.sh
 
-# Regenerate jobs/settings_catalog.json after changing the pinned TRL version.
+# Regenerate jobs/config/settings_catalog.json after changing the pinned TRL version.
 catalog: $(STAMP)
 	$(PY) -m jobs.config.catalog
 

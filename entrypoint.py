@@ -43,16 +43,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def estimate(run: ResolvedRun) -> int:
     """Print the memory breakdown; exit 4 where training would be refused."""
-    from jobs.errors import EXIT_ENVIRONMENT
+    from jobs.errors import EXIT_ENVIRONMENT, EnvironmentProblem
     from jobs.estimate.memory import REFUSE_ABOVE, assess, cheapest_fix
     from jobs.preflight.checks import check_model_dir
 
-    model_path = str(run.model.get("model_name_or_path"))
+    model_path = run.model.get("model_name_or_path")
     check_model_dir(model_path)
     verdict = assess(run)
     if verdict is None:
-        logger.error("no estimate: %s has no safetensors weights, whose headers it reads", model_path)
-        return EXIT_ENVIRONMENT
+        raise EnvironmentProblem(f"no estimate: {model_path} has no safetensors weights, whose headers it reads")
     report = verdict.lines()  # the command's output: stdout, not the log
     if verdict.fraction > REFUSE_ABOVE:
         report.append(f"training would be refused (exit {EXIT_ENVIRONMENT}); cheapest fix: {cheapest_fix(verdict)}")

@@ -10,7 +10,6 @@ medians is reported (goal <= 1.02). Results: output/bench/exporter.json.
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,16 +19,11 @@ import time
 import urllib.request
 
 from bench.common import ROOT, publish
+from dev.testing import free_port
 
 STEPS = 300
 REPEATS = 3
 SCRAPES_PER_SECOND = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _scrape_until(stop: threading.Event, url: str, counter: list[int]) -> None:
@@ -45,7 +39,7 @@ def _scrape_until(stop: threading.Event, url: str, counter: list[int]) -> None:
 
 
 def step_seconds(exporter: bool) -> tuple[float, int]:
-    port = _free_port() if exporter else 0
+    port = free_port() if exporter else 0
     with tempfile.TemporaryDirectory() as out:
         env = {
             "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "TRAIN_LOG_FORMAT": "json", "TRAIN_METHOD": "dpo",

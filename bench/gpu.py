@@ -83,7 +83,7 @@ def metric(text: str, name: str) -> float | None:
 
 
 def job_run(name: str, model: Path, steps: int, work: Path, dry_run: bool) -> dict[str, Any]:
-    from bench.common import free_port
+    from dev.testing import free_port
 
     method, data, extra = RUNS[name]
     output, port = work / f"job-{name}", free_port()

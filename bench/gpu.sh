@@ -13,16 +13,15 @@ cd "$(dirname "$0")/.."
 wheels=.cache/gpu-wheels
 site=.cache/gpu-site
 # What the device machine lacks (its Python 3.12 has torch 2.11, transformers 5.17, accelerate, peft, pyarrow,
-# prometheus-client, nvidia-ml-py, tensorboard, xxhash), at the pins of requirements.txt where pinned. Its
+# prometheus-client, nvidia-ml-py, tensorboard), at the pins of requirements.txt where pinned. Its
 # transformers is carried too: TRL 1.16 imports with 5.17, but the job's settings use fields that 5.17 lacks
 # (activation_checkpointing: "SFTConfig got an unexpected keyword argument"), checked here with 5.17 installed.
 # transformers 5.24 needs huggingface-hub >= 1.31 (5.17's is below 2), hence a 1.x hub.
 pin() { sed -n "s/^$1==//p" requirements.txt; }
 lacking=(
   "transformers==$(pin transformers)" "tokenizers==$(pin tokenizers)" safetensors regex "huggingface-hub>=1.31,<2"
-  hf-xet "trl==$(pin trl)" "datasets==$(pin datasets)" "orjson==$(pin orjson)" "jsonschema==$(pin jsonschema)"
-  "jsonschema-rs==$(pin jsonschema-rs)" "psutil==$(pin psutil)" "pyyaml==$(pin pyyaml)"
-  jsonschema-specifications referencing rpds-py attrs "dill<0.4.2" "multiprocess<0.70.20"
+  hf-xet "trl==$(pin trl)" "datasets==$(pin datasets)" "orjson==$(pin orjson)"
+  "jsonschema-rs==$(pin jsonschema-rs)" "psutil==$(pin psutil)" "pyyaml==$(pin pyyaml)" "dill<0.4.2" "multiprocess<0.70.20"
   "fsspec<=2026.9.0" pandas python-dateutil pytz tzdata six
 )
 

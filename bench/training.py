@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, free_port
+from bench.common import ROOT
+from dev.testing import free_port
 
 MODELS = {"tiny": ROOT / ".cache" / "demo-model", "76m": ROOT / ".cache" / "bench" / "model-76m",
           "150m": ROOT / ".cache" / "bench" / "model-150m"}  # fmt: skip

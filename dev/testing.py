@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_MODEL = ROOT / ".cache" / "demo-model"
+from dev.demo import ROOT
+
 # Real third-party data files, unmodified (provenance and licences in its README.md).
 REALDATA = ROOT / "tests" / "data" / "realdata"
 
@@ -49,12 +50,20 @@ class Run:
         return [entry[key] for entry in self.logs() if key in entry and "step" in entry and "eval_loss" not in entry]
 
 
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def clean_env(**settings: str) -> dict[str, str]:
     """The test process's environment without any TRAIN_* variable, plus `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAIN_")}
-    # No exporter unless a test asks for one: parallel tests must not race for a port.
+    # No exporter unless a test asks for one, and a rendezvous port of its own for a run of several processes
+    # (accelerate's default, 29500, is one port for every run at once): parallel tests must not race for one.
     env.update({"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TRAIN_LOG_FORMAT": "json",
-                "TRAIN_METRICS_PORT": "0"})  # fmt: skip
+                "TRAIN_METRICS_PORT": "0", "TRAIN_MAIN_PROCESS_PORT": str(free_port())})  # fmt: skip
     # DeepSpeed's JIT-compiled CPU ops (CPU Adam, shm comm) are built once per clone, not once per test.
     env.setdefault("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
     env.update(settings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-logger = logging.getLogger("jobs.entrypoint")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

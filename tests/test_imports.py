@@ -98,11 +98,15 @@ def _module_level_imports(path: Path) -> list[str]:
     return found
 
 
+def _in_training_process(module: str) -> bool:
+    return module == TRAINING_PROCESS or module.startswith(TRAINING_PROCESS + ".")
+
+
 def test_no_module_outside_the_training_processes_imports_a_heavy_library_at_module_level() -> None:
     offenders = {}
     for path in sorted((ROOT / "jobs").rglob("*.py")):
         name = _module_name(path)
-        if name == TRAINING_PROCESS or name.startswith(TRAINING_PROCESS + "."):
+        if _in_training_process(name):
             continue
         heavy = [m for m in _module_level_imports(path) if m.split(".")[0] in HEAVY]
         if heavy:
@@ -116,9 +120,9 @@ def test_nothing_outside_the_training_processes_imports_their_code_at_module_lev
     offenders = {}
     for path in sorted((ROOT / "jobs").rglob("*.py")):
         name = _module_name(path)
-        if name.startswith(TRAINING_PROCESS):
+        if _in_training_process(name):
             continue
-        inward = [m for m in _module_level_imports(path) if m.startswith(TRAINING_PROCESS)]
+        inward = [m for m in _module_level_imports(path) if _in_training_process(m)]
         if inward:
             offenders[name] = inward
     assert offenders == {}

@@ -47,6 +47,44 @@ LORA_DEFAULTS: dict[str, Any] = {"lora_target_modules": ["all-linear"]}
 QLORA_DEFAULTS: dict[str, Any] = {"bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True}
 
 
+BF16_CAPABILITY = 8  # bf16 arithmetic in hardware: compute capability 8.0 (Ampere) and later
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_bytes: int
+    capability: int  # the major CUDA compute capability
+
+
+def visible_gpus() -> list[Gpu]:
+    """The GPUs this process may use, as NVML describes them (no torch import): those CUDA_VISIBLE_DEVICES
+    lists (by index; by UUID, as many as it lists), none where it is empty or -1, none without a driver."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return []
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            if visible:
+                listed = [part.strip() for part in visible.split(",")]
+                handles = (
+                    [handles[int(i)] for i in listed] if all(i.isdigit() for i in listed) else handles[: len(listed)]
+                )
+            return [
+                Gpu(str(pynvml.nvmlDeviceGetName(h)), int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
+                    pynvml.nvmlDeviceGetCudaComputeCapability(h)[0])
+                for h in handles
+            ]  # fmt: skip
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library, an index out of range: no usable GPU
+        return []
+
+
 @dataclass(frozen=True)
 class Device:
     gpu: bool
@@ -60,48 +98,18 @@ class Device:
 
     @classmethod
     def probe_torch(cls) -> Device:
-        """What torch sees, in a training process: it must be what the parent's probe saw."""
+        """What torch sees, in a training process, by the parent's rule: it must be what the parent's probe saw.
+        (torch's own is_bf16_supported says yes on older GPUs too, where bf16 is only emulated.)"""
         import torch
 
         gpu = torch.cuda.is_available()
-        return cls(gpu=gpu, bf16=gpu and torch.cuda.is_bf16_supported())
+        return cls(gpu=gpu, bf16=gpu and torch.cuda.get_device_capability()[0] >= BF16_CAPABILITY)
 
     @classmethod
     def probe_cheaply(cls) -> Device:
-        """NVML's answer, without importing torch (for --help): bf16 needs compute capability 8.0+."""
-        if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-            return cls(gpu=False, bf16=False)
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            try:
-                if pynvml.nvmlDeviceGetCount() == 0:
-                    return cls(gpu=False, bf16=False)
-                major, _ = pynvml.nvmlDeviceGetCudaComputeCapability(pynvml.nvmlDeviceGetHandleByIndex(0))
-            finally:
-                pynvml.nvmlShutdown()
-        except Exception:  # no driver, no library: no usable GPU
-            return cls(gpu=False, bf16=False)
-        return cls(gpu=True, bf16=major >= 8)
-
-
-def visible_gpus() -> int:
-    """How many GPUs this process may use, by NVML (no torch import), within CUDA_VISIBLE_DEVICES."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1"):
-        return 0
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no library: no usable GPU
-        return 0
-    return min(count, len(visible.split(","))) if visible else count
+        """NVML's answer, without importing torch: the parent's probe, for the run and for --help."""
+        gpus = visible_gpus()
+        return cls(gpu=bool(gpus), bf16=bool(gpus) and gpus[0].capability >= BF16_CAPABILITY)
 
 
 def device_defaults(device: Device) -> dict[str, Any]:

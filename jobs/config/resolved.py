@@ -146,8 +146,8 @@ def resolve(config: JobConfig, device: Device | None = None) -> ResolvedRun:
     return ResolvedRun(
         config=config,
         device=device,
-        processes=processes if config.accelerate_config else 1,
-        machines=machines if config.accelerate_config else 1,
+        processes=processes,  # 1 without an accelerate config: check_topology refused more
+        machines=machines,
         distributed_type=accelerate.get("distributed_type"),
         zero_stage=zero_stage,
         offload_optimizer=offload,

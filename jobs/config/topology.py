@@ -27,13 +27,15 @@ from typing import Any
 
 import yaml
 
+from jobs.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Topology:
     """What the pod's environment says; None where the accelerate config file (or accelerate's default) stands."""
 
     num_processes: int | None = None  # across all machines, as `accelerate launch` counts them
-    processes_per_machine: int | None = None  # Kubeflow's PET_NPROC_PER_NODE
+    processes_per_node: int | None = None  # Kubeflow's PET_NPROC_PER_NODE
     num_machines: int | None = None
     machine_rank: int | None = None
     main_process_ip: str | None = None
@@ -42,7 +44,7 @@ class Topology:
     def counts(self, accelerate: Mapping[str, Any]) -> tuple[int, int]:
         """(training processes over all machines, machines): the environment's, else the accelerate config's."""
         machines = self.num_machines or int(accelerate.get("num_machines") or 1)
-        per_machine = self.processes_per_machine and self.processes_per_machine * machines
+        per_machine = self.processes_per_node and self.processes_per_node * machines
         return self.num_processes or per_machine or int(accelerate.get("num_processes") or 1), machines
 
     @property
@@ -74,7 +76,7 @@ def _processes_per_node(environ: Mapping[str, str], problems: list[str]) -> int 
     if environ.get("PET_NPROC_PER_NODE", "").strip() == "auto":
         from jobs.config.defaults import visible_gpus
 
-        return visible_gpus() or None
+        return len(visible_gpus()) or None
     return _first(environ, ("PET_NPROC_PER_NODE",), problems)
 
 
@@ -131,22 +133,41 @@ def check_topology(topology: Topology, accelerate_config: Path | None, settings:
     return problems
 
 
+_COUNTS = ("num_processes", "num_machines", "machine_rank", "main_process_port")
+
+
 def accelerate_settings(path: Path | None) -> dict[str, Any]:
-    """The accelerate config file's settings ({} without one)."""
+    """The accelerate config file's settings ({} without one); ConfigError, naming the file, for one that is not
+    a YAML mapping or whose counts are not whole numbers."""
     if path is None:
         return {}
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return loaded if isinstance(loaded, dict) else {}
+    fix = f"TRAIN_ACCELERATE_CONFIG={path}: fix it, or name one of accelerate_configs/"
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{fix} (it does not read as YAML: {error})".replace("\n", " ")) from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{fix} (it is not a mapping of accelerate's settings)")
+    wrong = [f"{key}: {loaded[key]!r}" for key in _COUNTS if key in loaded and not isinstance(loaded[key], int)]
+    if wrong:
+        raise ConfigError(f"{fix} (not whole numbers: {', '.join(wrong)})")
+    return loaded
 
 
 def zero_settings(accelerate: Mapping[str, Any]) -> tuple[int, bool]:
-    """ZeRO stage and optimizer offload from an accelerate config's deepspeed section (or its JSON file)."""
+    """ZeRO stage and optimizer offload from an accelerate config's deepspeed section, or from the DeepSpeed
+    JSON file it names (ConfigError for one that does not read)."""
     if accelerate.get("distributed_type") != "DEEPSPEED":
         return 0, False
     section = accelerate.get("deepspeed_config") or {}
-    config_file = section.get("deepspeed_config_file")
-    if config_file and Path(config_file).is_file():
-        zero = json.loads(Path(config_file).read_text(encoding="utf-8")).get("zero_optimization", {})
-        offload = (zero.get("offload_optimizer") or {}).get("device", "none") not in ("none", None)
-        return int(zero.get("stage", 0)), offload
-    return int(section.get("zero_stage", 0)), section.get("offload_optimizer_device", "none") not in ("none", None)
+    source = section.get("deepspeed_config_file")
+    try:
+        if source:
+            zero = json.loads(Path(source).read_text(encoding="utf-8")).get("zero_optimization", {})
+            offload = (zero.get("offload_optimizer") or {}).get("device", "none")
+            return int(zero.get("stage", 0)), offload not in ("none", None)
+        return int(section.get("zero_stage", 0)), section.get("offload_optimizer_device", "none") not in ("none", None)
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        where = f"deepspeed_config_file={source}" if source else "deepspeed_config"
+        raise ConfigError(f"the accelerate config's {where} does not read as DeepSpeed settings ({error}); fix "
+                          "it") from None  # fmt: skip

@@ -153,66 +153,72 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any]]:
 _SPACE = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
 
 
+class _ArrayError(Exception):
+    """Why a .json array cannot be read on, and the line where that was found."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # Python's decoder accepts NaN and Infinity; JSON does not
 
 
+def _integer(text: str) -> int | float:
+    """An integer as orjson reads one in a .jsonl line: beyond 64 bits, a float (Python's decoder would keep it
+    whole, and orjson could not write it into the prepared file)."""
+    value = int(text)
+    return value if -(1 << 63) <= value < (1 << 64) else float(text)
+
+
 def _read_array_text(path: Path) -> str:
-    """The whole file as text, or DataError when it is too large to read whole or not UTF-8."""
+    """The whole file as text; _ArrayError when it is too large to read whole or not UTF-8."""
     with open_binary(path) as handle:
         data = handle.read(JSON_ARRAY_MAX_BYTES + 1)
     if len(data) > JSON_ARRAY_MAX_BYTES:
-        raise DataError(
-            f"line 1: a .json array is read whole, and this one is over {JSON_ARRAY_MAX_BYTES >> 30} GiB; write "
-            f"it as .jsonl, one record a line (jq -c '.[]' {path.name} > {path.stem}.jsonl), which is streamed"
-        )
+        raise _ArrayError(1, f"a .json array is read whole, and this one is over {JSON_ARRAY_MAX_BYTES >> 30} GiB; "
+                             f"write it as .jsonl, one record a line (jq -c '.[]' {path.name} > {path.stem}.jsonl), "
+                             "which is streamed")  # fmt: skip
     try:
         return data.removeprefix(BOM).decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
-        raise DataError(f"line {line}: not UTF-8 text (byte {error.start}); save the file as UTF-8") from None
+        raise _ArrayError(line, f"not UTF-8 text (byte {error.start}); save the file as UTF-8") from None
 
 
 def iter_json_array(path: Path) -> Iterator[tuple[int, Any]]:
-    """The elements of a .json file's top-level array, each with the line it starts on. A syntax error
-    ends the file with a FatalReadError at its line: an array cannot be resynchronised after one."""
-    try:
-        text = _read_array_text(path)
-    except DataError as error:
-        yield 0, FatalReadError(str(error))
-        return
-    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
-    position = _skip_space(text, 0)
-    if position == len(text):
-        yield 0, FatalReadError("the file is empty")
-        return
-    if text[position] != "[":
-        yield 0, FatalReadError("a .json data file must hold one JSON array of records (use .jsonl for one per line)")
-        return
+    """The elements of a .json file's top-level array, each with the line it starts on. What cannot be read
+    (a syntax error, an element nested deeper than the decoder goes) ends the file with a FatalReadError at
+    its line: an array cannot be resynchronised after it."""
     line, counted = 1, 0
     try:
-        for start, element, end in _elements(decoder, text, position + 1):
+        text = _read_array_text(path)
+        position = _skip_space(text, 0)
+        if position == len(text):
+            raise _ArrayError(1, "the file is empty")
+        if text[position] != "[":
+            raise _ArrayError(1, "a .json data file must hold one JSON array of records (use .jsonl for one per line)")
+        for start, element in _elements(text, position + 1):
             line += text.count("\n", counted, start)
             counted = start
             yield line, element
-            position = end
-    except ValueError as error:  # json.JSONDecodeError, or a refused constant
-        at = error.lineno if isinstance(error, json.JSONDecodeError) else line
-        yield at, FatalReadError(f"line {at}: not valid JSON ({_reason(error)}); the array cannot be read on")
-    except RecursionError:
-        at = line + text.count("\n", counted, position)
-        yield at, FatalReadError(f"line {at}: an element is nested too deeply for a JSON reader; the array cannot "
-                                 "be read on")  # fmt: skip
+    except json.JSONDecodeError as error:
+        yield error.lineno, FatalReadError(f"not valid JSON ({error.msg}); the array cannot be read on")
+    except _ArrayError as error:
+        yield error.line, FatalReadError(str(error))
 
 
-def _elements(decoder: json.JSONDecoder, text: str, position: int) -> Iterator[tuple[int, Any, int]]:
-    """(start, element, end) of each element of the array whose `[` ends just before `position`; the array
-    must then end with its `]`, and only whitespace may follow."""
+def _elements(text: str, position: int) -> Iterator[tuple[int, Any]]:
+    """(start, element) of each element of the array whose `[` ends just before `position`; the array must then
+    end with its `]`, and only whitespace may follow. Every failure is a JSONDecodeError at its position (an
+    element the decoder refuses as a whole: at its start)."""
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_integer)
     position = _skip_space(text, position)
     if not text.startswith("]", position):
         while True:
-            element, end = decoder.raw_decode(text, position)
-            yield position, element, end
+            element, end = _decode(decoder, text, position)
+            yield position, element
             position = _skip_space(text, end)
             if text.startswith("]", position):
                 break
@@ -229,9 +235,17 @@ def _elements(decoder: json.JSONDecoder, text: str, position: int) -> Iterator[t
         raise json.JSONDecodeError("unexpected data after the closing ] of the array", text, rest)
 
 
+def _decode(decoder: json.JSONDecoder, text: str, position: int) -> tuple[Any, int]:
+    """The element at `position` and where it ends."""
+    try:
+        return decoder.raw_decode(text, position)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("an element nested too deeply for a JSON reader", text, position) from None
+    except ValueError as error:  # a refused constant
+        raise json.JSONDecodeError(str(error), text, position) from None
+
+
 def _skip_space(text: str, position: int) -> int:
     return _SPACE.match(text, position).end()  # type: ignore[union-attr]  # matches the empty string too
-
-
-def _reason(error: ValueError) -> str:
-    return error.msg if isinstance(error, json.JSONDecodeError) else str(error)

@@ -29,11 +29,10 @@ _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuv
 _WHITESPACE = b" \t\n\r"
 
 
-def canonical(record: dict[str, Any]) -> bytes:
+def canonical(record: Any) -> bytes:
     """The record as JSON, byte for byte the same for equal records on any machine: the prepared file's line.
-    Keys inside conversations (tool calls, content parts) are sorted; a prepared record's own keys are already
-    in its format's order. Raises orjson.JSONEncodeError for a record nested deeper than 254 levels or
-    holding a lone surrogate (from a `\\ud800` escape in a .json file)."""
+    Compact, with every object's keys sorted. Raises orjson.JSONEncodeError for a record nested deeper than
+    254 levels or holding a lone surrogate (from a `\\ud800` escape in a .json file)."""
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
@@ -62,9 +61,9 @@ def normalized_key(values: Iterable[Any]) -> bytes:
         elif isinstance(value, list):
             for m in value:
                 text = m["content"]
-                parts += (b"\x1e%s\x1f" % m["role"].encode(), fold(text if isinstance(text, str) else _json(text)))
+                parts += (b"\x1e%s\x1f" % m["role"].encode(), fold(text if isinstance(text, str) else _text(text)))
         else:
-            parts += (b"\x1e\x1f", fold(_json(value)))
+            parts += (b"\x1e\x1f", fold(_text(value)))
         parts.append(b"\x1d")
     return digest(b"".join(parts))
 
@@ -74,8 +73,8 @@ def prompt_key(prompt: str) -> bytes:
     return digest(b"\x1e\x1f%s\x1d" % fold(prompt))
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+def _text(value: Any) -> str:
+    return canonical(value).decode()
 
 
 def goes_to_eval(normalized: bytes, fraction: float, seed: int) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from jobs.config.defaults import visible_gpus
 from jobs.config.resolved import MemoryFigures, ResolvedRun
 from jobs.errors import EnvironmentProblem
 from jobs.estimate.formula import MemoryEstimate, ModelShape, Plan, Tensor, estimate_memory, human_size, read_tensors
@@ -51,28 +52,14 @@ def cgroup_limit(paths: tuple[Path, ...] = CGROUP_LIMITS) -> int | None:
     return None
 
 
-def gpu_memory() -> tuple[int, str] | None:
-    """The first GPU's memory and name, from NVML (no torch import)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).total), str(pynvml.nvmlDeviceGetName(handle))
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no device: not a GPU machine
-        return None
-
-
 def budget_for(plan: Plan, processes_here: int) -> Budget:
-    if plan.gpu:
-        found = gpu_memory()
-        if found is not None:
-            return Budget(
-                found[0] - CUDA_CONTEXT, f"GPU 0 ({found[1]}) less {CUDA_CONTEXT / 2**30:.2f} GiB for CUDA", 1
-            )
+    gpus = visible_gpus() if plan.gpu else []
+    if gpus:
+        return Budget(
+            gpus[0].memory_bytes - CUDA_CONTEXT,
+            f"GPU 0 ({gpus[0].name}) less {CUDA_CONTEXT / 2**30:.2f} GiB for CUDA",
+            1,
+        )
     import psutil
 
     ram = int(psutil.virtual_memory().total)
@@ -89,7 +76,7 @@ def plan_for(run: ResolvedRun) -> Plan:
     bits = next((bits for bits in ("4bit", "8bit") if run.model_setting(f"load_in_{bits}")), None)
     return Plan(
         gpu=run.device.gpu,
-        weight_dtype=str(run.model_setting("dtype") or "float32"),
+        weight_dtype=str(run.model_setting("dtype")),  # the job's default for the device, if not the user's
         quantization=bits,
         lora_rank=int(run.model_setting("lora_r")) if lora else None,
         # TRL's disable_dropout (DPO, KTO) zeroes every nn.Dropout, LoRA's included
@@ -100,8 +87,8 @@ def plan_for(run: ResolvedRun) -> Plan:
         reference_model=method.reference_model,
         precomputed_reference=bool(run.setting("precompute_ref_log_probs")),
         activation_checkpointing=bool(run.setting("activation_checkpointing") or run.setting("gradient_checkpointing")),
-        attention=str(run.model_setting("attn_implementation") or "sdpa"),
-        optimizer=str(run.setting("optim") or "adamw_torch"),
+        attention=str(run.model_setting("attn_implementation") or "sdpa"),  # unset: transformers' SDPA
+        optimizer=str(run.setting("optim")),
         zero_stage=run.zero_stage,
         processes=run.processes,
         offload_optimizer=run.offload_optimizer,

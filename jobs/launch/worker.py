@@ -41,12 +41,14 @@ def recorded_exit_code(layout: OutputLayout) -> int | None:
 
 
 def main() -> None:
-    setup_logging()  # TRAIN_LOG_FORMAT, inherited like every variable
-    if RUN_VARIABLE not in os.environ:
-        unset = ConfigError(f"{RUN_VARIABLE} is not set: training processes are started by `python entrypoint.py`, "
-                            "which resolves the run and launches them")  # fmt: skip
-        sys.exit(exit_code_of(unset))
-    run = ResolvedRun.from_json(os.environ[RUN_VARIABLE])
+    setup_logging()  # until the run says its format, for a failure to read it
+    try:
+        run = ResolvedRun.from_json(os.environ[RUN_VARIABLE])
+    except (KeyError, ValueError, TypeError) as error:
+        unreadable = ConfigError(f"{RUN_VARIABLE} does not hold a run ({error!r}): training processes are started "
+                                 "by `python entrypoint.py`, which resolves the run and launches them")  # fmt: skip
+        sys.exit(exit_code_of(unreadable))
+    setup_logging(run.job.log_format)
     log_to_file(run.layout.log_file)
     try:
         from jobs.train.run import train

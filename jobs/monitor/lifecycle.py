@@ -1,6 +1,6 @@
 """Start and stop the exporter from the entrypoint (the parent); push the outcome to a Pushgateway.
 
-The entrypoint calls `start()` before anything else (phase "validating"), `metrics.set_phase()` as the
+The entrypoint calls `start()` before anything else (phase "validating"), `writer.set_phase()` as the
 job moves on, and `finish()` with the exit code: the final values stay scrapeable until the next scrape reads
 them (a PodMonitor stops scraping a pod once it has exited), at most TRAIN_METRICS_LINGER_SECONDS, and
 not at all when nothing scraped during the run.

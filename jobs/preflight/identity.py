@@ -67,10 +67,25 @@ def changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 
 def _recorded(run: ResolvedRun) -> dict[str, Any] | None:
+    """What the checkpoints were trained with, as the run that wrote them recorded it; None where nothing
+    was recorded. A record that does not read (a volume that filled while it was written) is exit 2, unless
+    TRAIN_RESUME=force, which resumes without it."""
     layout = run.layout
     for path in (layout.run_identity, layout.legacy_run_identity):
-        if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
+        if not path.is_file():
+            continue
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            recorded = error
+        if isinstance(recorded, dict):
+            return recorded
+        if run.job.resume == "force":
+            logger.warning("TRAIN_RESUME=force: resuming although %s does not read (%s)", path, recorded)
+            return None
+        raise ConfigError(f"{path} does not read as the record of what the checkpoints were trained with "
+                          f"({recorded}); move it aside and set TRAIN_RESUME=force to resume anyway, or "
+                          "TRAIN_RESUME=never to start over")  # fmt: skip
     return None
 
 
@@ -80,13 +95,12 @@ def check_resume(run: ResolvedRun, prepared: dict[str, dict[str, Any]]) -> None:
     current = run_identity(run, prepared)
     complete = [d for _, d in layout.checkpoints() if layout.is_complete(d)]
     mode = run.job.resume
-    recorded = _recorded(run)
     if complete and mode == "never":
         for directory in complete:
             directory.rename(directory.with_name(f"previous-{directory.name}.{time.strftime('%Y%m%d-%H%M%S')}"))
         logger.warning("TRAIN_RESUME=never: %d earlier checkpoint(s) set aside as previous-*; starting at step 0",
                        len(complete))  # fmt: skip
-    elif complete and recorded is not None:
+    elif complete and (recorded := _recorded(run)) is not None:
         found = changes(recorded, current)
         if found and mode == "auto":
             raise ConfigError(
@@ -98,7 +112,9 @@ def check_resume(run: ResolvedRun, prepared: dict[str, dict[str, Any]]) -> None:
             logger.warning("TRAIN_RESUME=force: resuming although %s", change)
         _report_moves(recorded, run)
     started = {**current, "processes": run.processes, "device": run.device.description}
-    layout.run_identity.write_text(json.dumps(started, indent=2, default=str) + "\n", encoding="utf-8")
+    partial = layout.run_identity.with_suffix(".partial")  # written whole, then renamed: never half a record
+    partial.write_text(json.dumps(started, indent=2, default=str) + "\n", encoding="utf-8")
+    partial.replace(layout.run_identity)
 
 
 def _report_moves(recorded: dict[str, Any], run: ResolvedRun) -> None:

@@ -45,8 +45,9 @@ def save_final(trainer: Any, run: ResolvedRun, tokenizer: Any) -> None:
         tokenizer.save_pretrained(str(partial))
         _write_json(partial / "effective_config.json", _effective_config(trainer, run))
         _write_json(partial / "log_history.json", trainer.state.log_history)
-        report = json.loads(layout.report.read_text(encoding="utf-8"))
-        shutil.copy2(layout.report, partial / layout.report.name)
+        report = _recorded_report(layout.report)
+        if report is not None:
+            shutil.copy2(layout.report, partial / layout.report.name)
         _write_json(partial / "run_manifest.json", manifest(run, report, trainer.state.global_step))
         publish_final(partial, layout.final)
         logger.info("final model saved: %s", layout.final)
@@ -66,9 +67,20 @@ def _effective_config(trainer: Any, run: ResolvedRun) -> dict[str, Any]:
     return effective
 
 
-def manifest(run: ResolvedRun, report: dict[str, Any], global_step: int) -> dict[str, Any]:
+def _recorded_report(path: Path) -> dict[str, Any] | None:
+    """The validation report preflight wrote; None (with a warning) if it went missing during training: the
+    model is published all the same, its manifest without the data's provenance."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        logger.warning("the final manifest names no data: %s does not read (%s)", path, error)
+        return None
+
+
+def manifest(run: ResolvedRun, report: dict[str, Any] | None, global_step: int) -> dict[str, Any]:
     """What produced the model: the code, the packages, the machine, and the data as preflight recorded it
     (the layout `TRAIN_DATA_PATH` resolved to, every source file with its sha256, the prepared files)."""
+    report = report or {"files": []}
     sources = [{key: file[key] for key in ("role", "path", "sha256", "records", "format")} for file in report["files"]]
     return {
         "run_id": run.config.run_id,

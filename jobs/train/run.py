@@ -18,7 +18,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from jobs.config.resolved import ResolvedRun
 from jobs.errors import JobError, TerminatedBySignal, TrainingDiverged
 from jobs.layout import OutputLayout
-from jobs.monitor import writer as monitor
+from jobs.monitor import writer
 from jobs.train.guards.checkpoints import latest_complete_checkpoint
 from jobs.train.guards.peak_memory import is_out_of_memory, out_of_memory
 from jobs.train.guards.progress import ProgressBar
@@ -74,7 +74,7 @@ def _train(run: ResolvedRun) -> None:
             "TRAIN_MAX_GRAD_NORM above 0, prefer bf16 to fp16, and look for extreme records in the data"
         )
     if trainer.is_world_process_zero():
-        monitor.set_phase("saving")
+        writer.set_phase("saving")
     save_final(trainer, run, tokenizer)
 
 

@@ -21,7 +21,7 @@ from jobs.errors import ConfigError, EnvironmentProblem, JobError
 from jobs.layout import OutputLayout
 from jobs.methods import METHODS
 from jobs.methods.base import Method
-from jobs.monitor import writer as monitor
+from jobs.monitor import writer
 from jobs.train import attention, batching
 from jobs.train.guards.checkpoints import CheckpointMarker
 from jobs.train.guards.divergence import CheckedSteps, DivergenceStop, ReadTrainingState, StepHealth, TrainingState
@@ -98,14 +98,14 @@ class Guards:
 
 def callbacks(run: ResolvedRun, method: Method, guards: Guards) -> list[TrainerCallback]:
     found: list[TrainerCallback] = [*guards.callbacks(), StepLogger(), CheckpointMarker()]
-    if wants_progress_bar():
+    if wants_progress_bar(run.job.log_format):
         found.append(ProgressBar())
     if run.job.profile:
         from jobs.train.guards.profiling import StepProfiler
 
         found.append(StepProfiler(run.job.profile, run.layout.profile))
-    if monitor.enabled():  # in jobs whose entrypoint runs an exporter
-        from jobs.train.guards.metrics import MetricsCallback
+    if writer.enabled():  # in jobs whose entrypoint runs an exporter
+        from jobs.train.guards.metrics_callback import MetricsCallback
 
         found.append(MetricsCallback(method, guards.memory))
     return found

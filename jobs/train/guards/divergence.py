@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from jobs.monitor import writer as monitor
+from jobs.monitor import writer
 
 logger = logging.getLogger("jobs.train")
 
@@ -84,8 +84,8 @@ class DivergenceStop(TrainerCallback):
         if self.health.end_step(state.global_step):
             control.should_training_stop = True
             control.should_save = False  # a checkpoint of these weights must never be resumed from
-        if bad and state.is_world_process_zero and monitor.enabled():
-            monitor.job_metrics().nonfinite.inc()
+        if bad and state.is_world_process_zero and writer.enabled():
+            writer.job_metrics().nonfinite.inc()
 
 
 def weights_are_finite(model: Any) -> bool:

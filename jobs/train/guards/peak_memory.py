@@ -99,4 +99,5 @@ def out_of_memory(error: BaseException, run: ResolvedRun) -> OutOfMemory:
     else:
         breakdown = "\n".join(run.memory.breakdown)
         report = f"{breakdown}\n{measured}Cheapest fix: {run.memory.cheapest_fix}"
-    return OutOfMemory(f"{str(error).splitlines()[0]}\n{report}")
+    first_line = next(iter(str(error).splitlines()), type(error).__name__)
+    return OutOfMemory(f"{first_line}\n{report}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 from typing import Any
@@ -21,8 +20,8 @@ from jobs.logs import STEP_LINE, ConsoleHandler
 logger = logging.getLogger("jobs.train")
 
 
-def wants_progress_bar() -> bool:
-    return sys.stderr.isatty() and os.environ.get("TRAIN_LOG_FORMAT", "text") == "text"
+def wants_progress_bar(log_format: str) -> bool:
+    return sys.stderr.isatty() and log_format == "text"
 
 
 class StepLogger(TrainerCallback):

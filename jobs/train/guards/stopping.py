@@ -27,7 +27,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from jobs.errors import EXIT_TERMINATED
-from jobs.monitor import writer as monitor
+from jobs.monitor import writer
 
 logger = logging.getLogger("jobs.train")
 
@@ -193,8 +193,8 @@ class StopBudget(TrainerCallback):
     def _judge(self, state: Any) -> None:
         if not state.is_world_process_zero:
             return
-        if monitor.enabled():
-            monitor.job_metrics().stop_needed.set(self.needed)
+        if writer.enabled():
+            writer.job_metrics().stop_needed.set(self.needed)
         if self.needed > self.grace and not self.warned:
             self.warned = True
             logger.warning(

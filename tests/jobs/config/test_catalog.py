@@ -7,7 +7,7 @@ from jobs.methods import METHODS
 
 
 def test_catalog_is_current_with_installed_trl() -> None:
-    assert build_catalog() == load_catalog(), "jobs/settings_catalog.json is stale: run `make catalog`"
+    assert build_catalog() == load_catalog(), "jobs/config/settings_catalog.json is stale: run `make catalog`"
 
 
 def test_catalog_has_a_group_per_registered_method_and_the_model() -> None:

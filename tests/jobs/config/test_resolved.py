@@ -3,6 +3,7 @@ and the user's; the training processes get it as it is."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from dev.testing import run_entrypoint
 from jobs.config.defaults import Device
-from jobs.config.resolved import ResolvedRun, resolve
+from jobs.config.resolved import MemoryFigures, ResolvedRun, resolve
 from jobs.config.settings import load_config
 from jobs.errors import ConfigError
 from jobs.estimate.memory import plan_for
@@ -41,7 +42,8 @@ def test_the_process_count_is_resolved_once(settings: dict[str, str], processes:
 def test_the_run_reaches_a_training_process_as_it_was_resolved() -> None:
     config = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "zero3", "TRAIN_BETA": "0.2", "TRAIN_USE_PEFT": "true",
                           "TRAIN_TEXT_ERRORS": "bidi,control", "TRAIN_NUM_PROCESSES": "2"})  # fmt: skip
-    run = resolve(config, Device(gpu=True, bf16=True))
+    run = resolve(config, Device(gpu=True, bf16=True)).with_evaluation(True)
+    run = dataclasses.replace(run, memory=MemoryFigures(123, ("weights 1 GB", "total 2 GB"), "set TRAIN_USE_PEFT=true"))
     again = ResolvedRun.from_json(run.to_json())
     assert again == run and again.config.run_id == config.run_id
     assert again.zero_stage == 3 and again.distributed_type == "DEEPSPEED" and again.processes == 2
@@ -88,3 +90,23 @@ def test_the_estimate_the_resume_identity_and_the_launch_count_the_same_processe
     assert json.loads(run.layout.run_identity.read_text())["processes"] == 3
     estimate = run_entrypoint("estimate", **{k: v for k, v in env.items() if k != "TRAIN_DATA_PATH"})
     assert estimate.returncode == 0 and "x 3 processes" in estimate.stdout, estimate.stdout + estimate.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        pytest.param("distributed_type: [MULTI_GPU\n", "does not read as YAML", id="yaml-syntax"),
+        pytest.param("- a list\n", "is not a mapping", id="not-a-mapping"),
+        pytest.param("distributed_type: MULTI_GPU\nnum_processes: two\n", "num_processes: 'two'", id="not-a-count"),
+        pytest.param("distributed_type: DEEPSPEED\ndeepspeed_config:\n  deepspeed_config_file: /no/such.json\n",
+                     "deepspeed_config_file=/no/such.json does not read", id="missing-deepspeed-file"),
+    ],
+)  # fmt: skip
+def test_an_accelerate_config_that_does_not_read_exits_2_naming_it(
+    yaml_text: str, expected: str, tmp_path: Path
+) -> None:
+    """A retry cannot fix a broken file: exit 2, never a crash (exit 1) that the Job retries."""
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml_text)
+    run = run_entrypoint("estimate", TRAIN_METHOD="dpo", TRAIN_ACCELERATE_CONFIG=str(config))
+    assert run.returncode == 2 and expected in run.messages() and "Traceback" not in run.stderr, run.stderr[-2000:]

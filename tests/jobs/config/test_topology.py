@@ -3,7 +3,6 @@ settings that would make ranks train out of step are refused; a two-machine rehe
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dev.testing import ROOT, Run, clean_env, run_entrypoint
-from jobs.config.defaults import Device
+from dev.testing import ROOT, Run, clean_env, free_port, run_entrypoint
+from jobs.config.defaults import Device, Gpu
 from jobs.config.resolved import resolve
 from jobs.config.settings import load_config
 from jobs.config.topology import Topology
@@ -72,9 +71,10 @@ def test_kubeflow_auto_processes_per_node_is_one_per_visible_gpu(monkeypatch: py
     accelerate config's count stays (the real NVML probe); a node with 8 is mocked, as no GPU exists here."""
     pet = {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "auto", "PET_NODE_RANK": "0", "PET_MASTER_ADDR": "tj-node-0-0.tj"}
     config = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_node", **pet})
-    assert config.topology.processes_per_machine is None and resolve(config, CPU).processes == 16  # multi_node.yaml's
-    monkeypatch.setattr("jobs.config.defaults.visible_gpus", lambda: 8)
-    assert resolve(load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_node", **pet}), CPU).processes == 16
+    assert config.topology.processes_per_node is None and resolve(config, CPU).processes == 16  # multi_node.yaml's
+    monkeypatch.setattr("jobs.config.defaults.visible_gpus", lambda: [Gpu("H100", 80 << 30, 9)] * 4)
+    with_gpus = load_config({**BASE, "TRAIN_ACCELERATE_CONFIG": "multi_node", **pet})
+    assert with_gpus.topology.processes_per_node == 4 and resolve(with_gpus, CPU).processes == 8
 
 
 @pytest.mark.parametrize(
@@ -99,12 +99,6 @@ def test_settings_that_would_train_out_of_step_exit_2(settings: dict[str, str], 
     assert expected in refused.value.report()
     run = run_entrypoint("validate", **BASE, **settings)
     assert run.returncode == 2 and expected in run.stderr
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _final_loss(run: Run) -> float:
@@ -183,7 +177,7 @@ def test_two_machines_on_loopback_train_like_one_machine_with_two_processes(demo
     local = {"TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_DATA_PATH": "dev/demo_data/sft_messages.jsonl",
              "TRAIN_MAX_STEPS": "20", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEARNING_RATE": "5e-4",
              "TRAIN_SAVE_STEPS": "10", "TRAIN_METRICS_PORT": "0", "TRAIN_OUTPUT_DIR": str(tmp_path / "two"),
-             "TRAIN_MAIN_PROCESS_IP": "127.0.0.1", "TRAIN_MAIN_PROCESS_PORT": str(_free_port()),
+             "TRAIN_MAIN_PROCESS_IP": "127.0.0.1", "TRAIN_MAIN_PROCESS_PORT": str(free_port()),
              "TRAIN_NUM_PROCESSES": "2", "HF_HOME": str(cache / "hf"), "TORCH_EXTENSIONS_DIR": str(cache / "ext"),
              "TRITON_CACHE_DIR": str(cache / "triton")}  # fmt: skip
     # The same settings on one machine with both processes: no machine topology, the two-process config.

@@ -71,7 +71,7 @@ BAD_INPUTS = [
                  id="deep-invalid-content"),
     pytest.param("sft", "t.json", b'[{"text": "a"},\n {"text": "cut \\ud83d here"}]', "t.json:2 /: holds a lone UTF-16 surrogate",
                  id="lone-surrogate-in-json"),
-    pytest.param("sft", "t.json", b'[\n  {"text": "a"},\n  {"text": "b"},\n]\n', "t.json:4: line 4: not valid JSON (an empty element",
+    pytest.param("sft", "t.json", b'[\n  {"text": "a"},\n  {"text": "b"},\n]\n', "t.json:4: not valid JSON (an empty element",
                  id="json-trailing-comma"),
     pytest.param("sft", "t.jsonl", _sft({"question": "q", "answer": "a"}), ":1 /: unknown format (keys: answer, question)",
                  id="unknown-format"),

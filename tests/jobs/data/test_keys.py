@@ -52,8 +52,8 @@ def test_the_index_finds_the_first_record_of_a_key_and_nothing_else() -> None:
     assert KeyIndex(KeyTable()).find(_key(5)) is None and KeyTable().repeats() == ({}, [])
 
 
-def test_keys_differ_in_their_first_bytes_alone() -> None:
-    """Two keys equal in their first 8 bytes are two keys: nothing folds them to 64 bits."""
+def test_keys_equal_but_for_their_last_byte_are_two_keys() -> None:
+    """Nothing folds a key to fewer bytes (the removed digest was 64 bits)."""
     table = _table([(1, 1), (2, 2)])
     assert table.repeats() == ({}, [])
 

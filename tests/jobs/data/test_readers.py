@@ -55,25 +55,33 @@ def test_json_array_elements_come_with_the_line_they_start_on(text: str, expecte
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "line", "message"),
     [
-        pytest.param('{"t": 1}', "must hold one JSON array", id="not-an-array"),
-        pytest.param('[{"t": 1},\n{"t": 2}', "line 2: not valid JSON (the array is not closed", id="truncated"),
-        pytest.param('[{"t": "a', "line 1: not valid JSON (Unterminated string", id="open-string"),
-        pytest.param('[{"t": 1}] tail', "unexpected data after", id="trailing-data"),
-        pytest.param('[{"t": 1},,{"t": 2}]', "an empty element (a doubled or trailing comma)", id="double-comma"),
-        pytest.param('[{"t": 1},\n]', "line 2: not valid JSON (an empty element", id="trailing-comma"),
-        pytest.param('[\n{"t": }\n]', "line 2: not valid JSON", id="bad-element"),
-        pytest.param('[{"t": NaN}]', "NaN is not JSON", id="nan"),
-        pytest.param("[" * 5000 + "]" * 5000, "nested too deeply", id="deep"),
-        pytest.param("  ", "the file is empty", id="empty"),
+        pytest.param('{"t": 1}', 1, "must hold one JSON array", id="not-an-array"),
+        pytest.param('[{"t": 1},\n{"t": 2}', 2, "not valid JSON (the array is not closed", id="truncated"),
+        pytest.param('[\n{"t": "a', 2, "not valid JSON (Unterminated string", id="open-string"),
+        pytest.param('[{"t": 1}]\n tail', 2, "unexpected data after", id="trailing-data"),
+        pytest.param('[{"t": 1},,{"t": 2}]', 1, "an empty element (a doubled or trailing comma)", id="double-comma"),
+        pytest.param('[{"t": 1},\n]', 2, "not valid JSON (an empty element", id="trailing-comma"),
+        pytest.param('[\n{"t": }\n]', 2, "not valid JSON", id="bad-element"),
+        pytest.param('[\n{"t": 1},\n{"t":\n NaN}]', 3, "NaN is not JSON", id="nan-at-its-elements-line"),
+        pytest.param('[\n{"t": 1},\n' + "[" * 5000 + "]" * 5000 + "]", 3, "nested too deeply", id="deep"),
+        pytest.param("  ", 1, "the file is empty", id="empty"),
     ],
 )
-def test_broken_json_arrays_stop_with_a_located_error(text: str, message: str, tmp_path: Path) -> None:
+def test_broken_json_arrays_stop_with_a_located_error(text: str, line: int, message: str, tmp_path: Path) -> None:
     path = tmp_path / "a.json"
     path.write_text(text)
-    last = list(iter_records(path))[-1][1]
-    assert isinstance(last, FatalReadError) and message in last.message
+    at, last = list(iter_records(path))[-1]
+    assert isinstance(last, FatalReadError) and message in last.message and at == line, (at, last)
+    assert "line" not in last.message.split("(")[0]  # the line is the item's, not repeated in the message
+
+
+def test_integers_beyond_64_bits_read_as_orjson_reads_them(tmp_path: Path) -> None:
+    """As a .jsonl line would give them: whole within 64 bits, a float beyond."""
+    path = tmp_path / "a.json"
+    path.write_text('[{"n": 18446744073709551615}, {"n": 18446744073709551616}, {"n": -9223372036854775809}]')
+    assert [record["n"] for _, record in iter_records(path)] == [2**64 - 1, 2.0**64, -(2.0**63)]
 
 
 def test_a_json_array_over_the_cap_is_refused_with_the_conversion(
@@ -89,8 +97,8 @@ def test_a_json_array_over_the_cap_is_refused_with_the_conversion(
 def test_a_json_array_that_is_not_utf8_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "a.json"
     path.write_bytes(b'[\n{"t": "ok"},\n{"t": "caf\xe9"}]')
-    last = list(iter_records(path))[-1][1]
-    assert isinstance(last, FatalReadError) and last.message.startswith("line 3: not UTF-8")
+    line, last = list(iter_records(path))[-1]
+    assert isinstance(last, FatalReadError) and last.message.startswith("not UTF-8") and line == 3
 
 
 def test_unparsable_lines_do_not_stop_a_jsonl_file(tmp_path: Path) -> None:

@@ -220,7 +220,7 @@ def test_running_out_of_memory_exits_5_with_the_estimate_the_measured_peak_and_t
     run = subprocess.run([sys.executable, "entrypoint.py"], cwd=ROOT, env=env, preexec_fn=limit_address_space,
                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert run.returncode == 5, run.stderr[-3000:]
-    failure = run.stderr[run.stderr.index("ERROR jobs.entrypoint: out of memory") :]
+    failure = run.stderr[run.stderr.index("ERROR jobs.errors: out of memory") :]
     assert "can't allocate memory" in failure and "Traceback" not in run.stderr
     for part in ("activations", "logits", "peak", "Measured: peak resident memory", "Cheapest fix: set "):
         assert part in failure, failure

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from dev.testing import ROOT, clean_env
+from dev.testing import ROOT, clean_env, free_port
 from jobs.layout import OutputLayout
-from tests.support.servers import free_port, get, started, wait_for
+from tests.support.servers import get, started, wait_for
 
 
 @pytest.mark.slow

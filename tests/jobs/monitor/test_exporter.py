@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dev.testing import ROOT, clean_env, run_entrypoint
+from dev.testing import ROOT, clean_env, free_port, run_entrypoint
 from tests.support.rules import RULES
-from tests.support.servers import free_port, get, started, wait_for
+from tests.support.servers import get, started, wait_for
 
 
 def short_interval_rules(path: Path) -> Path:

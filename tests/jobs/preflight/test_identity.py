@@ -49,6 +49,20 @@ def test_a_run_started_before_the_rename_is_checked_against_its_run_manifest(tmp
     assert json.loads((tmp_path / "run_identity.json").read_text())["settings"] == {"learning_rate": 0.001}
 
 
+def test_a_record_that_does_not_read_is_exit_2_unless_forced(tmp_path: Path) -> None:
+    """A volume that filled while the record was written (before it was written whole, then renamed)."""
+    env = {"TRAIN_METHOD": "sft", "TRAIN_DATA_PATH": "d.jsonl", "TRAIN_OUTPUT_DIR": str(tmp_path)}
+    (tmp_path / "checkpoint-5").mkdir()
+    (tmp_path / "checkpoint-5" / COMPLETE_MARKER).write_text("5")
+    (tmp_path / "run_identity.json").write_text('{"method": "sf')
+    prepared = {"train": {"sha256": "a" * 64}}
+    with pytest.raises(ConfigError, match="does not read"):
+        check_resume(resolve(load_config(env), Device(gpu=False, bf16=False)), prepared)
+    forced = resolve(load_config({**env, "TRAIN_RESUME": "force"}), Device(gpu=False, bf16=False))
+    check_resume(forced, prepared)
+    assert json.loads((tmp_path / "run_identity.json").read_text())["method"] == "sft"
+
+
 @pytest.mark.slow
 def test_a_restart_resumes_only_into_the_same_run(demo_model: str, tmp_path: Path) -> None:
     base = {

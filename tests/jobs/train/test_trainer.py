@@ -9,8 +9,19 @@ from jobs.errors import EnvironmentProblem
 from jobs.train import trainer
 
 
-def test_torch_seeing_the_device_the_parent_saw_passes() -> None:
-    trainer.check_device(Device.probe_torch())
+def test_on_this_machine_torch_sees_what_the_parents_nvml_probe_saw() -> None:
+    trainer.check_device(Device.probe_cheaply())  # the real probes: NVML's, then torch's
+
+
+def test_an_older_gpu_is_a_gpu_without_bf16_to_both_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A T4 (compute capability 7.5): NVML's rule gives no bf16, and so must torch's, although torch's own
+    is_bf16_supported says yes (emulated). No GPU exists here: torch's answers are stood in for."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    trainer.check_device(Device(gpu=True, bf16=False))  # what NVML reports for capability 7
 
 
 @pytest.mark.parametrize(
