@@ -109,8 +109,11 @@ def write_sample_data() -> None:
         demo.data.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def build_tokenizer(vocab_size: int = 384) -> Any:
-    """A byte-level BPE trained on the demo corpus, wrapped as a transformers fast tokenizer."""
+def build_tokenizer(
+    vocab_size: int = 384, special_tokens: list[str] | None = None, named: dict[str, str] | None = None
+) -> Any:
+    """A byte-level BPE trained on the demo corpus, wrapped as a transformers fast tokenizer: the demo's
+    special tokens and template, or a model family's (`special_tokens`, and `named` ones such as eos_token)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -119,11 +122,13 @@ def build_tokenizer(vocab_size: int = 384) -> Any:
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens or SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     core.train_from_iterator(counting.corpus(), trainer=trainer)
+    if special_tokens:
+        return PreTrainedTokenizerFast(tokenizer_object=core, **(named or {}))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<|end|>")
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer

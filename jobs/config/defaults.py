@@ -36,6 +36,11 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 # model's attention keeps records apart (the same steps as padded batches, without padding).
 MODEL_DEPENDENT = {"padding_free": (True, "where the model's attention keeps records apart, jobs/train/batching.py")}
 
+# Conversational SFT trains on the assistant's tokens, as Axolotl, LLaMA-Factory, torchtune and OpenRLHF do
+# (TRL trains every token, user and system turns included). Preflight builds the masks (jobs/data/chat.py),
+# so TRL itself is given False; TRAIN_ASSISTANT_ONLY_LOSS=false trains every token.
+DATA_DEPENDENT = {"assistant_only_loss": (True, "for conversational messages data, jobs/data/chat.py")}
+
 # With evaluation data, evaluate as often as a checkpoint is saved (transformers' default: never).
 EVAL_DEFAULTS: dict[str, Any] = {"eval_strategy": "steps", "eval_steps": TRAINING_DEFAULTS["save_steps"]}
 
@@ -156,6 +161,8 @@ def default_for(name: str, group: str, device: Device) -> tuple[Any, str] | None
     method = METHODS.get(group)
     if name in MODEL_DEPENDENT and method is not None and method.padding_free_by_default:
         return MODEL_DEPENDENT[name]
+    if name in DATA_DEPENDENT and group == "sft":
+        return DATA_DEPENDENT[name]
     here = f"on this machine ({device.description})"
     if group == "model":
         tables = ((model_defaults(device), here), (LORA_DEFAULTS, "with TRAIN_USE_PEFT"),

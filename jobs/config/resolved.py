@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config.catalog import load_catalog
-from jobs.config.defaults import Device, model_settings, training_settings
+from jobs.config.defaults import DATA_DEPENDENT, Device, model_settings, training_settings
 from jobs.config.settings import JobConfig, JobSettings
 from jobs.config.topology import Topology, accelerate_settings, check_topology, zero_settings
 from jobs.errors import ConfigError
@@ -73,6 +73,12 @@ class ResolvedRun:
     @property
     def processes_per_machine(self) -> int:
         return max(1, self.processes // self.machines)
+
+    @property
+    def assistant_only_loss(self) -> bool:
+        """Whether conversational SFT data trains on the assistant's tokens only (jobs/config/defaults.py)."""
+        default = DATA_DEPENDENT["assistant_only_loss"][0]
+        return self.method == "sft" and bool(self.config.training.get("assistant_only_loss", default))
 
     def setting(self, name: str) -> Any:
         """A training setting as the run trains with it: the job's or the user's, else TRL's default."""

@@ -142,6 +142,22 @@ class JobSettings:
             "values": TEXT_CHECKS,
         },
     )
+    fold_system_turn: bool = field(
+        default=False,
+        metadata={
+            "help": "Fold a conversation's leading system turn into its first user turn (the system text, a "
+            "blank line, then the user's), as LLaMA-Factory does for chat templates without a system role "
+            "(Gemma, Mistral). Off: a record the template refuses is a data error at its line."
+        },
+    )
+    ranked_pairs: Literal["first", "all"] = field(
+        default="first",
+        metadata={
+            "help": "Records with a ranked list of answers (LLaMA-Factory's alpaca ranking `output`): first: "
+            "one pair, the first answer chosen over the second (as LLaMA-Factory trains them); all: every "
+            "answer chosen over each later one, k(k-1)/2 pairs."
+        },
+    )
     max_errors_shown: int = field(
         default=20, metadata={"help": "How many data errors are printed and kept in the report.", "min": 1}
     )

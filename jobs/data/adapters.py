@@ -66,12 +66,31 @@ def _alpaca(record: Record) -> Record:
 
 
 def _alpaca_preference(record: Record) -> Record:
-    """LLaMA-Factory's alpaca ranking data: chosen/rejected answers, or the older output: [chosen, rejected]."""
+    """LLaMA-Factory's alpaca ranking data: chosen/rejected answers, or the older ranked `output` list, whose
+    first answer is chosen over its second (as LLaMA-Factory trains it)."""
     if "output" in record:
-        chosen, rejected = record["output"]
+        chosen, rejected = _ranked_answers(record)[:2]
     else:
         chosen, rejected = record["chosen"], record["rejected"]
     return {"prompt": _alpaca_prompt(record), "chosen": _assistant(chosen), "rejected": _assistant(rejected)}
+
+
+def _ranked_answers(record: Record) -> list[Any]:
+    answers = record["output"]
+    if not isinstance(answers, list) or len(answers) < 2:
+        size = f"{len(answers)} answer(s)" if isinstance(answers, list) else f"a {type(answers).__name__}"
+        raise ValueError(f"`output` holds {size}; a ranked list needs at least 2 answers, best first")
+    return answers
+
+
+def _alpaca_ranked_pairs(record: Record) -> list[Record]:
+    """Every pair of a ranked `output` list, each answer chosen over every later one: k(k-1)/2 pairs."""
+    answers, prompt = _ranked_answers(record), _alpaca_prompt(record)
+    return [
+        {"prompt": prompt, "chosen": _assistant(better), "rejected": _assistant(worse)}
+        for i, better in enumerate(answers)
+        for worse in answers[i + 1 :]
+    ]
 
 
 def _alpaca_kto(record: Record) -> Record:
@@ -238,6 +257,8 @@ class Adapter:
     convert: Callable[[Record], Record]
     description: str
     also: Callable[[Record], bool] = _any_record  # a module function, so adapters pickle (shard workers)
+    # For ranked lists of answers: every pair of a record (TRAIN_RANKED_PAIRS=all); `convert` gives the first.
+    pairs: Callable[[Record], list[Record]] | None = None
 
     def matches(self, record: Record) -> bool:
         return self.keys <= record.keys() and self.also(record)
@@ -263,8 +284,8 @@ ADAPTERS: dict[str, Adapter] = {
                 _alpaca_preference, "LLaMA-Factory alpaca ranking: instruction / input / chosen / rejected, "
                 "optional system and history"),
         Adapter("alpaca_ranking", "conversational_preference", frozenset({"instruction", "output"}),
-                _alpaca_preference, "LLaMA-Factory alpaca ranking (older): output: [chosen, rejected]",
-                also=_is_ranked_output),
+                _alpaca_preference, "LLaMA-Factory alpaca ranking (older): output: [best, second, ...]",
+                also=_is_ranked_output, pairs=_alpaca_ranked_pairs),
         Adapter("alpaca_kto", "conversational_unpaired_preference", frozenset({"instruction", "output", "kto_tag"}),
                 _alpaca_kto, "LLaMA-Factory alpaca KTO: instruction / input / output and a kto_tag"),
         Adapter("alpaca", "messages", frozenset({"instruction", "output"}), _alpaca,

@@ -11,11 +11,12 @@ from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from jobs.data.adapters import ADAPTERS, Adapter, detect_adapter
+from jobs.data.chat import TemplateRefusal, Tokenized, folded
 from jobs.data.formats import FORMATS, MESSAGE_KEYS, Format, SchemaChecker, deepest, native_format
 from jobs.data.hygiene import hygiene, screened_kinds
 from jobs.data.keys import KeyTable, LeakIndex
@@ -24,6 +25,9 @@ from jobs.data.readers import FatalReadError, Unparsable, iter_records
 from jobs.data.report import FileReport
 from jobs.data.semantics import Finding, check_record, message_text
 from jobs.data.split import canonical, digest, goes_to_eval, normalized_key, prompt_key
+
+if TYPE_CHECKING:
+    from jobs.data.chat import ChatRenderer
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,11 @@ class Policy:
     eval_split: float = 0.0
     seed: int = 42
     text_errors: frozenset[str] = frozenset()  # character hygiene kinds that are errors (TRAIN_TEXT_ERRORS)
+    fold_system: bool = False  # TRAIN_FOLD_SYSTEM_TURN
+    all_ranked_pairs: bool = False  # TRAIN_RANKED_PAIRS=all
+    # The model's chat template, when a model is named: every conversational record is rendered by it
+    # (jobs/data/chat.py). Not sent back from shard workers.
+    renderer: ChatRenderer | None = None
 
 
 @dataclass
@@ -170,10 +179,21 @@ class FileValidator:
         if adapter is None:
             return self._check(line, item, fmt)
         try:
-            record = adapter.convert(item)
+            records = self._convert(adapter, item)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-            return self._reject(line, [("/", f"cannot convert from {adapter.name}: {error!r}")])
-        return self._check(line, record, fmt, converted=True)
+            return self._reject(line, [("/", f"cannot convert from {adapter.name}: {_why(error)}")])
+        for record in records:
+            self._check(line, record, fmt, converted=True)
+        return None
+
+    def _convert(self, adapter: Adapter, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """The adapter's record; for a ranked list, its first pair (or every pair), counted as ranked."""
+        if adapter.pairs is None:
+            return [adapter.convert(item)]
+        pairs = adapter.pairs(item)
+        if len(pairs) > 1:
+            self.report.ranked_records += 1
+        return pairs if self.policy.all_ranked_pairs else pairs[:1]
 
     def _refuse_item(self, line: int, item: Any) -> None:
         if isinstance(item, Unparsable):
@@ -191,7 +211,15 @@ class FileValidator:
             errors = [(f.path, f.message) for f in findings if not f.warning]
             if errors:
                 return self._reject(line, errors, converted=converted)
-        return self._accept(line, record, fmt)
+        if not fmt.conversational:
+            return self._accept(line, record, fmt)
+        if self.policy.fold_system:
+            record = folded(record)
+        try:
+            tokens = self.policy.renderer.check(record) if self.policy.renderer else None
+        except TemplateRefusal as refusal:
+            return self._reject(line, [(refusal.path, refusal.message)], converted=converted)
+        return self._accept(line, record, fmt, tokens)
 
     def _detect(self, item: dict[str, Any]) -> tuple[Format, Adapter | None] | None:
         chosen = self.policy.data_format
@@ -296,9 +324,12 @@ class FileValidator:
                 warned.add(finding.message)
                 self.report.add_warning(line, finding.path, finding.message)
 
-    def _accept(self, line: int, record: dict[str, Any], fmt: Format) -> None:
+    def _accept(self, line: int, record: dict[str, Any], fmt: Format, tokens: Tokenized | None = None) -> None:
         """A record that passed its checks: its character hygiene, then keys, leakage, side and write."""
         prepared = prepared_record(record, fmt)
+        if tokens is not None:
+            self._count_trained(line, tokens)
+            prepared.update(input_ids=tokens.input_ids, assistant_masks=tokens.assistant_masks)
         try:
             data = canonical(prepared) + b"\n"
         except orjson.JSONEncodeError:
@@ -313,6 +344,15 @@ class FileValidator:
         key, paired = self._side_key(prepared, fmt)
         held_out = key is not None and goes_to_eval(key, self.policy.eval_split, self.policy.seed)
         return self._keep(line, data, (digest(data), key, paired, held_out, text_length(record, fmt), normalized))
+
+    def _count_trained(self, line: int, tokens: Tokenized) -> None:
+        assert self.policy.renderer is not None
+        renderer = self.policy.renderer
+        trained = renderer.trained_after_truncation(tokens.assistant_masks)
+        self.report.tokens += min(len(tokens.input_ids), renderer.max_length or len(tokens.input_ids))
+        self.report.trained_tokens += trained
+        if trained == 0:
+            self.report.add_example(self.report.no_trained_tokens, {"line": line})
 
     def _side_key(self, prepared: dict[str, Any], fmt: Format) -> tuple[bytes | None, bool]:
         """The key a record's side is drawn from: its prompt's (the whole record's without one), so that records
@@ -370,6 +410,13 @@ class FileValidator:
         for mine, theirs in zip(self.split.tables(), shard.split.tables(), strict=True):
             mine.extend(theirs, offset)
         self.lengths.extend(shard.lengths)
+
+
+def _why(error: Exception) -> str:
+    """An adapter's failure in words, never an exception's repr."""
+    if isinstance(error, KeyError):
+        return f"the field {error.args[0]!r} is missing" if error.args else "a field is missing"
+    return str(error) or type(error).__name__
 
 
 def _unwritable(prepared: dict[str, Any]) -> tuple[str, str]:

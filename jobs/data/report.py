@@ -30,6 +30,12 @@ class FileReport:
     duplicates: dict[str, Any] = field(default_factory=lambda: {"count": 0, "examples": []})
     duplicate_prompts: dict[str, Any] = field(default_factory=lambda: {"count": 0, "examples": []})
     leakage: dict[str, Any] = field(default_factory=lambda: {"count": 0, "exact": 0, "normalized": 0, "examples": []})
+    ranked_records: int = 0  # records with a ranked list of more than two answers
+    # Conversational SFT with assistant-only loss (jobs/data/chat.py): tokens in all, tokens trained after
+    # truncation to max_length, and the records left with none.
+    tokens: int = 0
+    trained_tokens: int = 0
+    no_trained_tokens: dict[str, Any] = field(default_factory=lambda: {"count": 0, "examples": []})
 
     def add_error(self, line: int, path: str, message: str) -> None:
         self.error_count += 1
@@ -60,6 +66,12 @@ class FileReport:
         self.records += other.records
         self.valid += other.valid
         self.invalid_records += other.invalid_records
+        self.ranked_records += other.ranked_records
+        self.tokens += other.tokens
+        self.trained_tokens += other.trained_tokens
+        self.no_trained_tokens["count"] += other.no_trained_tokens["count"]
+        examples = self.no_trained_tokens["examples"] + shifted(other.no_trained_tokens["examples"], offset)
+        self.no_trained_tokens["examples"] = examples[:EXAMPLES_PER_WARNING]
         room = max(0, self.max_shown - len(self.errors))
         self.errors += shifted(other.errors, offset)[:room]
         self.error_count += other.error_count
@@ -122,9 +134,42 @@ def summary_lines(
             lines.append(f"  leakage into training: {leak['exact']} exact, {leak['normalized']} after normalising")
     lines.append(f"split: {split['train']} train, {split['eval']} eval records")
     if lengths:
+        sample = lengths.get("sample")
+        of = f", a sample of {sample['records']} of {sample['of']} records" if sample else ""
         lines.append(
-            f"lengths ({lengths['unit']}): p50 {lengths['p50']}, p95 {lengths['p95']}, max {lengths['max']}"
+            f"lengths ({lengths['unit']}{of}): p50 {lengths['p50']}, p95 {lengths['p95']}, max {lengths['max']}"
             + (f"; {lengths['over_max_length']} over max_length {lengths['max_length']} "
                f"({lengths['truncated_fraction']:.1%} would be truncated)" if "over_max_length" in lengths else "")
         )  # fmt: skip
     return lines
+
+
+def chat_lines(chat: dict[str, Any] | None) -> list[str]:
+    """What the model's chat template made of the data (jobs/preflight/data.py: chat_report), for people."""
+    if not chat:
+        return []
+    lines = []
+    mask = chat.get("loss_mask") or {}
+    if mask.get("assistant_only"):
+        stop = chat["stop"]
+        added = "" if stop["in_eos_ids"] else ", added to the published end-of-sequence ids"
+        share = f"{chat['trained_share']:.1%} of {chat['tokens']} tokens train"
+        lines.append(f"loss on the assistant's tokens ({mask['source']} mask): {share}; the turn's closing token "
+                     f"{stop['token']!r} is trained{added}")  # fmt: skip
+        empty = chat["no_trained_tokens"]
+        if empty["count"]:
+            lines.append(f"  {empty['count']} record(s) keep no assistant token once truncated ({_where(empty)}): "
+                         "TRL drops them; raise TRAIN_MAX_LENGTH or shorten their prompts")  # fmt: skip
+    elif mask:
+        lines.append(f"loss: {mask['reason']}")
+    if chat.get("eos_appended"):
+        lines.append(chat["eos_appended"])
+    return lines
+
+
+def ranked_lines(ranked: dict[str, Any]) -> list[str]:
+    if not ranked["records"]:
+        return []
+    pairs = "every pair" if ranked["pairs"] == "all" else "the first answer over the second"
+    return [f"ranked lists: {ranked['records']} record(s) rank more than two answers; {pairs} trains "
+            "(TRAIN_RANKED_PAIRS)"]  # fmt: skip

@@ -92,6 +92,7 @@ def _validate_range(job: tuple[int, int, int]) -> ShardOutcome:
     validator.writer.close()
     validator.checker = None  # compiled validators do not pickle; the parent needs none
     validator.leak = None  # not sent back: the parent has it
+    validator.policy = replace(validator.policy, renderer=None)  # nor the tokenizer
     return ShardOutcome(validator=validator, lines=counter.lines, prepared_dir=directory)
 
 

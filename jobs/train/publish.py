@@ -43,9 +43,11 @@ def save_final(trainer: Any, run: ResolvedRun, tokenizer: Any) -> None:
     trainer.save_model(str(partial))  # every rank: DeepSpeed ZeRO-3 gathers the shards here
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(partial))
-        _write_json(partial / "effective_config.json", _effective_config(trainer, run))
-        _write_json(partial / "log_history.json", trainer.state.log_history)
         report = _recorded_report(layout.report)
+        chat = (report or {}).get("chat") or {}
+        stops_on_closing_token(partial, run, chat.get("stop"))
+        _write_json(partial / "effective_config.json", _effective_config(trainer, run, chat.get("loss_mask")))
+        _write_json(partial / "log_history.json", trainer.state.log_history)
         if report is not None:
             shutil.copy2(layout.report, partial / layout.report.name)
         _write_json(partial / "run_manifest.json", manifest(run, report, trainer.state.global_step))
@@ -54,9 +56,33 @@ def save_final(trainer: Any, run: ResolvedRun, tokenizer: Any) -> None:
     trainer.accelerator.wait_for_everyone()
 
 
-def _effective_config(trainer: Any, run: ResolvedRun) -> dict[str, Any]:
-    """What was set, and what TRL ran with after the job's defaults: every training and model field."""
+def stops_on_closing_token(directory: Path, run: ResolvedRun, stop: dict[str, Any] | None) -> None:
+    """The published generation config ends generation on the chat template's closing token, where the
+    model's end-of-sequence ids lack it (preflight found it: jobs/data/chat.py). An adapter's directory
+    gets the base model's generation config with the token added."""
+    if not stop or stop["in_eos_ids"]:
+        return
+    from transformers import GenerationConfig
+
+    has_own = (directory / "generation_config.json").is_file()
+    source = directory if has_own else Path(str(run.model["model_name_or_path"]))
+    try:
+        config = GenerationConfig.from_pretrained(source)
+    except OSError:  # the base model has none
+        config = GenerationConfig()
+    eos = config.eos_token_id
+    ids = list(eos) if isinstance(eos, list) else ([eos] if eos is not None else [])
+    config.eos_token_id = [*ids, stop["id"]]
+    config.save_pretrained(directory)
+    logger.info("generation_config.json: end-of-sequence ids %s (added the chat template's %r)",
+                config.eos_token_id, stop["token"])  # fmt: skip
+
+
+def _effective_config(trainer: Any, run: ResolvedRun, loss_mask: dict[str, Any] | None) -> dict[str, Any]:
+    """What was set, and what TRL ran with after the job's defaults: every training and model field, and
+    the loss mask preflight built (TRL itself is given assistant_only_loss=False: jobs/config/defaults.py)."""
     effective = run.config.effective()
+    effective["loss_mask"] = loss_mask
     resolved = json.loads(trainer.args.to_json_string())
     for name, value in resolved.items():  # transformers hides every *_token field; only the secret ones stay hidden
         if value == f"<{name.upper()}>":

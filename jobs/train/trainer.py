@@ -53,6 +53,9 @@ def build_training_args(run: ResolvedRun, method: Method) -> Any:
     pickles the whole config into training_args.bin in every checkpoint and in final/.
     """
     settings = {**run.training, "output_dir": str(run.config.output_dir)}
+    # Preflight built the assistant masks into the prepared records (jobs/data/chat.py); TRL's own switch would
+    # swap templates and tokenise again, and refuses templates it has no training version of.
+    settings.pop("assistant_only_loss", None)
     token = settings.pop("hub_token", None)
     if token:
         os.environ["HF_TOKEN"] = token

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dev.testing import run_entrypoint
+from dev.testing import run_entrypoint, write_jsonl
 from jobs.data.adapters import ADAPTERS, detect_adapter
 from jobs.data.validate import validate_dataset
 from jobs.preflight.data import data_policy
@@ -37,7 +37,8 @@ TABLE = [
      {"instruction": USER, "chosen": GOOD, "rejected": " "}, "/rejected/0/content: empty assistant turn"),
     ("alpaca_ranking", "dpo",
      {"system": SYSTEM, "instruction": USER, "input": "", "output": [GOOD, BAD]}, PREFERENCE,
-     {"instruction": USER, "output": [GOOD, BAD, "6"]}, "/: cannot convert from alpaca_ranking"),
+     {"instruction": USER, "output": [GOOD]},
+     "/: cannot convert from alpaca_ranking: `output` holds 1 answer(s); a ranked list needs at least 2"),
     ("alpaca_kto", "kto",
      {"system": SYSTEM, "instruction": USER, "output": GOOD, "kto_tag": True}, UNPAIRED,
      {"instruction": USER, "output": GOOD, "kto_tag": "true"}, '/label: "true" is not of type "boolean"'),
@@ -61,7 +62,7 @@ TABLE = [
       "rejected": [_turn("system", SYSTEM), _turn("user", USER), _turn("assistant", BAD)]},
      {"prompt": "Other?", "chosen": [_turn("user", USER), _turn("assistant", GOOD)],
       "rejected": [_turn("user", USER), _turn("assistant", BAD)]},
-     "/: cannot convert from axolotl_ultra: ValueError('the prompt differs from the first turn of chosen')"),
+     "/: cannot convert from axolotl_ultra: the prompt differs from the first turn of chosen"),
     ("axolotl_chat_template", "dpo",
      {"messages": [_turn("system", SYSTEM), _turn("user", USER)], "chosen": _turn("assistant", GOOD),
       "rejected": BAD}, PREFERENCE,
@@ -118,3 +119,23 @@ def test_every_adapter_pickles_for_shard_workers() -> None:
 
     for adapter in ADAPTERS.values():
         assert pickle.loads(pickle.dumps(adapter)).name == adapter.name
+
+
+def test_ranked_lists_give_their_first_pair_or_every_pair(tmp_path: Path) -> None:
+    """LLaMA-Factory's oaast_rm shape: `output` ranks 2 to 5 answers, best first. By default each record gives
+    one pair (first over second, as LLaMA-Factory trains it); TRAIN_RANKED_PAIRS=all gives k(k-1)/2."""
+    sizes = [2, 3, 4, 5, 3, 2, 5]
+    records = [{"instruction": f"Question {n}?", "input": "", "history": [],
+                "output": [f"Answer {n}.{rank}" for rank in range(k)]} for n, k in enumerate(sizes)]  # fmt: skip
+    data = write_jsonl(tmp_path / "oaast_rm.jsonl", records)
+    for pairs, expected in (("first", len(sizes)), ("all", sum(k * (k - 1) // 2 for k in sizes))):
+        out = tmp_path / pairs
+        run = run_entrypoint("validate", TRAIN_METHOD="dpo", TRAIN_DATA_PATH=str(data), TRAIN_OUTPUT_DIR=str(out),
+                             TRAIN_RANKED_PAIRS=pairs)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        report = json.loads((out / "validation_report.json").read_text())
+        assert report["split"]["train"] == expected
+        assert report["ranked_lists"] == {"records": 5, "pairs": pairs}
+        assert "ranked lists: 5 record(s) rank more than two answers" in run.stderr
+    first = json.loads((tmp_path / "first" / "data" / "train.jsonl").read_text().splitlines()[1])
+    assert (first["chosen"][0]["content"], first["rejected"][0]["content"]) == ("Answer 1.0", "Answer 1.1")
