@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import estimate, exporter, memory, packing, training, validation
+from bench import estimate, exporter, first_step, memory, packing, training, validation
 from bench.common import ROOT, publish
 
 PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -27,6 +27,7 @@ PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "estimate": estimate.run,
     "packing": packing.run,
     "validation": validation.run,
+    "first_step": first_step.run,
     "exporter": exporter.run,
 }
 RESULTS = ROOT / "bench" / "results"
@@ -99,7 +100,7 @@ def table_lines(results: dict[str, Any]) -> list[str]:
              "✓ meets the goal, ✗ misses it.", ""]  # fmt: skip
     for name, lines_of in (("training", _training_lines), ("memory", _memory_lines), ("estimate", _estimate_lines),
                            ("packing", _packing_lines), ("validation", _validation_lines),
-                           ("exporter", _exporter_lines)):  # fmt: skip
+                           ("first_step", _first_step_lines), ("exporter", _exporter_lines)):  # fmt: skip
         if name in results:
             lines += [*lines_of(results[name]), ""]
     return lines
@@ -170,6 +171,16 @@ def _validation_lines(validation: dict[str, Any]) -> list[str]:
         )
         lines.append(f"| {split} | {v['marginal_ratio']} | {v['whole_run_ratio_200k']} | {v['marginal_cpu_ratio']} | "
                      f"{equal} | {v['peak_rss_growth_bytes_per_record']} |")  # fmt: skip
+    return lines
+
+
+def _first_step_lines(first: dict[str, Any]) -> list[str]:
+    lines = ["| time to first step, DPO, demo model | records | job, s | bare TRL, s | ratio (goal 1.10) |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for kind in first_step.KINDS:
+        f = first[kind]
+        lines.append(f"| {kind.replace('_', ' ')} | {f['records']} | {f['job_seconds']['median']} | "
+                     f"{f['bare_seconds']['median']} | {_ratio(f['ratio'])} |")  # fmt: skip
     return lines
 
 
