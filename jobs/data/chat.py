@@ -185,9 +185,11 @@ class ChatRenderer:
                 messages, tools=tools, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
                 chat_template=self.mask.template,
             )  # fmt: skip
-        except (TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError):
-            self._render_call(TemplateCall("/messages", messages), tools, self.mask.template)  # raises, with the hint
-            raise
+        except (TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError) as error:
+            # A refusal of the conversation itself raises here, with the template's message and any hint.
+            self._render_call(TemplateCall("/messages", messages), tools, self.mask.template)
+            raise TemplateRefusal("/messages", f"the template cannot mark this conversation's assistant tokens: "
+                                               f"{error}; {MASK_OPTIONS}") from None  # fmt: skip
         return Tokenized(list(out["input_ids"]), list(out["assistant_masks"]))
 
     def _turn_by_turn(self, messages: Messages, tools: list[Any] | None) -> Tokenized:
@@ -277,6 +279,12 @@ def mask_plan(tokenizer: Any, template: str) -> MaskPlan:
     (exit 2) with the options where none works."""
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
+    if not tokenizer.is_fast:
+        raise ConfigError(
+            "assistant-only loss (the default for conversational SFT) finds the assistant's tokens by their "
+            "offsets, which only a fast tokenizer gives: add the model's tokenizer.json, or set "
+            "TRAIN_ASSISTANT_ONLY_LOSS=false to train on every token"
+        )
     if has_generation_markers(template):
         return MaskPlan("template_markers", template)
     try:

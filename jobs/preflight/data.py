@@ -70,9 +70,10 @@ def chat_renderer(run: ResolvedRun) -> tuple[ChatRenderer, str | None]:
     return renderer, None
 
 
-def validate_data(run: ResolvedRun, count_tokens: bool) -> dict[str, Any]:
+def validate_data(run: ResolvedRun, with_model: bool) -> dict[str, Any]:
     """Validate and split the data, write the prepared records and the report; raise DataError on refusal.
-    With a model (`count_tokens`), every conversational record is rendered by its chat template."""
+    With the model's tokenizer (`with_model`), every conversational record is rendered by its chat template
+    and token lengths are counted."""
     job = run.job
     try:
         files = resolve_data_files(str(job.data_path), job.eval_data_path)
@@ -80,7 +81,7 @@ def validate_data(run: ResolvedRun, count_tokens: bool) -> dict[str, Any]:
         _write_report(run.layout, {"result": "refused", "reason": str(error), "method": run.method, "files": []})
         raise
     main = run.config.topology.is_main_machine
-    renderer, no_mask = chat_renderer(run) if count_tokens else (None, None)
+    renderer, no_mask = chat_renderer(run) if with_model else (None, None)
     with tempfile.TemporaryDirectory(prefix="trainjob-validation-") as private:
         # The output volume is shared by every machine of a multi-node run: machine 0 writes the prepared
         # records and the report; the others validate the same data into a directory of their own.

@@ -26,8 +26,9 @@ def run_preflight(run: ResolvedRun, *, for_training: bool) -> ResolvedRun:
         check_disk_room(run)
         if main:
             run.layout.set_aside_incomplete()
-    # Token counting needs the tokenizer (and torch): training has a model; validate only when one is named.
-    report = validate_data(run, count_tokens=bool(run.config.model.get("model_name_or_path")))
+    # The template check and token counts need the tokenizer (and torch): training has a model; validate only
+    # when one is named.
+    report = validate_data(run, with_model=bool(run.config.model.get("model_name_or_path")))
     if for_training and main:
         check_resume(run, report["prepared"])
     return run.with_evaluation("eval" in report["prepared"])
