@@ -138,6 +138,14 @@ def test_a_model_without_a_chat_template_refuses_conversations_naming_the_settin
     assert run.returncode == 3, run.stderr[-2000:]
     assert f"{data}:1 /: the model's tokenizer has no chat template" in run.stderr
     assert "TRAIN_CHAT_TEMPLATE_PATH" in run.stderr and "Traceback" not in run.stderr
+    # The setting it names: a .jinja file, applied in preflight as SFTTrainer applies it.
+    template = Path(__file__).resolve().parents[2] / "data" / "chat_templates" / "mistral_instruct.jinja"
+    fixed = run_entrypoint("validate", TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=str(model),
+                           TRAIN_DATA_PATH=str(data), TRAIN_OUTPUT_DIR=str(tmp_path / "fixed"),
+                           TRAIN_CHAT_TEMPLATE_PATH=str(template), TRAIN_ASSISTANT_ONLY_LOSS="false")  # fmt: skip
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    chat = json.loads((tmp_path / "fixed" / "validation_report.json").read_text())["chat"]
+    assert chat["template"] == "TRAIN_CHAT_TEMPLATE_PATH"
 
 
 def test_the_report_shows_the_mask_its_share_and_one_record_marked(tmp_path: Path) -> None:
