@@ -36,7 +36,8 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(EXIT_DATA, "data error (schema, semantics, leakage)", retry=False),
     ExitCode(
         EXIT_ENVIRONMENT,
-        "environment error: model or data path missing/unreadable, output not writable, disk too small, "
+        "environment error: model or data path missing/unreadable, output not writable, disk too small or the "
+        "output volume full during training, "
         "not enough memory for the estimated peak",
         retry=False,
     ),

@@ -39,15 +39,24 @@ def check_output_dir(output_dir: Path) -> None:
         ) from None
 
 
-def check_disk_room(run: ResolvedRun) -> None:
-    """Room for two checkpoints of this model, sized from its safetensors headers before it loads."""
+def checkpoint_estimate(run: ResolvedRun) -> int | None:
+    """The bytes of one checkpoint of this run, from the model's safetensors headers (None: not safetensors)."""
     tensors = read_tensors(Path(str(run.model["model_name_or_path"])))
     if not tensors:
+        return None
+    lora_rank = int(run.model_setting("lora_r")) if run.model_setting("use_peft") else None
+    return checkpoint_bytes(tensors, lora_rank=lora_rank, train_dtype=str(run.model_setting("dtype")))
+
+
+def check_disk_room(run: ResolvedRun) -> None:
+    """Room for two checkpoints of this model, sized from its safetensors headers before it loads."""
+    one = checkpoint_estimate(run)
+    if one is None:
         logger.warning("checkpoint size not checked against the free disk: the weights are not safetensors")
         return
     lora_rank = int(run.model_setting("lora_r")) if run.model_setting("use_peft") else None
     dtype = str(run.model_setting("dtype"))
-    needed = CHECKPOINTS_OF_ROOM * checkpoint_bytes(tensors, lora_rank=lora_rank, train_dtype=dtype)
+    needed = CHECKPOINTS_OF_ROOM * one
     output_dir = run.config.output_dir
     free = shutil.disk_usage(output_dir).free
     if free < needed:

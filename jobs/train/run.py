@@ -19,7 +19,7 @@ from jobs.config.resolved import ResolvedRun
 from jobs.errors import JobError, TerminatedBySignal, TrainingDiverged
 from jobs.layout import OutputLayout
 from jobs.monitor import writer
-from jobs.train.guards.checkpoints import latest_complete_checkpoint
+from jobs.train.guards.checkpoints import is_volume_full, latest_complete_checkpoint, volume_full
 from jobs.train.guards.peak_memory import is_out_of_memory, out_of_memory
 from jobs.train.guards.progress import ProgressBar
 from jobs.train.guards.stopping import StopMidStep, StopRequest, save_stopped_mid_step
@@ -41,6 +41,8 @@ def train(run: ResolvedRun) -> None:
     except Exception as error:
         if is_out_of_memory(error):
             raise out_of_memory(error, run) from error
+        if is_volume_full(error, run.config.output_dir):
+            raise volume_full(run) from error
         raise
 
 

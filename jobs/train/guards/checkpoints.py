@@ -1,19 +1,35 @@
-"""Checkpoints: a completeness marker, and resume from the newest complete one.
+"""Checkpoints: a completeness marker, resume from the newest complete one, and a full volume said as such.
 
 A checkpoint directory counts only once the marker is written after the trainer finished saving it,
-so a pod killed mid-save resumes from the previous checkpoint instead of a half-written one.
+so a pod killed mid-save resumes from the previous checkpoint instead of a half-written one. A save that
+fills the output volume leaves its checkpoint unmarked, and the run exits 4 naming the volume (a retry
+cannot free it), instead of a crash that Kubernetes retries.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from jobs.config.resolved import ResolvedRun
+from jobs.errors import EnvironmentProblem
+from jobs.estimate.formula import human_size
 from jobs.layout import COMPLETE_MARKER, OutputLayout
+from jobs.preflight.checks import checkpoint_estimate
 from jobs.train.guards.divergence import weights_are_finite
+
+# How a full volume reaches Python: an OSError from Python's own writes; safetensors' Rust writer as
+# "No space left on device (os error 28)"; torch's zip writer as "file write failed", with no errno.
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+NO_SPACE_TEXTS = ("No space left on device", "Disk quota exceeded", "os error 28", "os error 122")
+UNSPECIFIED_WRITE_FAILURE = "file write failed"
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +75,56 @@ def latest_complete_checkpoint(layout: OutputLayout) -> Path | None:
             why = "its save was interrupted, or its weights were not finite"
             logger.warning("skipping %s: it has no %s marker (%s)", directory, COMPLETE_MARKER, why)
     return complete
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def is_volume_full(error: BaseException, output_dir: Path) -> bool:
+    """Whether `error` is a write that found the output volume full (or over its quota)."""
+    for link in _chain(error):
+        if isinstance(link, OSError) and link.errno in NO_SPACE_ERRNOS:
+            return True
+        text = str(link)
+        if any(marker in text for marker in NO_SPACE_TEXTS):
+            return True
+        if UNSPECIFIED_WRITE_FAILURE in text:  # torch says no more: judge by the room left
+            return shutil.disk_usage(output_dir).free < (1 << 20)
+    return False
+
+
+def volume_full(run: ResolvedRun) -> EnvironmentProblem:
+    """Exit 4 naming the volume, its free bytes and what a checkpoint takes; where a restart resumes."""
+    output_dir, layout = run.config.output_dir, run.layout
+    free = shutil.disk_usage(output_dir).free
+    newest = latest_complete_checkpoint(layout)
+    if newest is not None:
+        needed, how = _bytes_under(newest), f"as {newest.name} does"
+    else:
+        needed, how = checkpoint_estimate(run), "estimated from the model's safetensors headers"
+    takes = f"a checkpoint of this run takes {human_size(needed)} ({how})" if needed else "it cannot take a checkpoint"
+    unfinished = [d.name for _, d in layout.checkpoints() if not layout.is_complete(d)]
+    left = f"; {unfinished[-1]} was left incomplete and is never resumed from" if unfinished else ""
+    return EnvironmentProblem(
+        f"the output volume {_mount_point(output_dir)} (TRAIN_OUTPUT_DIR={output_dir}) is full: "
+        f"{human_size(free)} free, and {takes}{left}. Free space on the volume (other runs' files, old "
+        "checkpoints), lower TRAIN_SAVE_TOTAL_LIMIT, or mount a larger volume; a restart resumes from "
+        f"{newest or 'the start'}"
+    )
+
+
+def _bytes_under(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path.parent != path:
+        path = path.parent
+    return path

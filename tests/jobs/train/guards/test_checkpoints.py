@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dev.testing import ROOT, clean_env, run_entrypoint
 from jobs.layout import COMPLETE_MARKER, OutputLayout
-from jobs.train.guards.checkpoints import latest_complete_checkpoint
+from jobs.train.guards.checkpoints import is_volume_full, latest_complete_checkpoint
 
 
 def _checkpoint(root: Path, step: int, complete: bool) -> Path:
@@ -89,3 +92,55 @@ def test_a_process_killed_while_writing_a_checkpoint_resumes_from_the_previous_o
     assert f"resuming from {tmp_path / 'checkpoint-10'}" in resumed.stderr
     assert (tmp_path / "incomplete-checkpoint-20").is_dir() and "set aside" in resumed.stderr
     assert (tmp_path / "final" / "model.safetensors").is_file()
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A real 24 MiB tmpfs: room for the preflight's two checkpoints of the demo model, not for more."""
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs needs root (CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_by_unit_a_full_volume_is_recognised_however_the_writer_says_it(tmp_path: Path) -> None:
+    assert is_volume_full(OSError(errno.ENOSPC, "No space left on device"), tmp_path)
+    wrapped = RuntimeError("save failed")
+    wrapped.__cause__ = RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert is_volume_full(wrapped, tmp_path)
+    assert not is_volume_full(OSError(errno.EACCES, "Permission denied"), tmp_path)
+    # torch's zip writer gives no errno: judged by the room left, which this volume has
+    assert not is_volume_full(RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"),
+                              tmp_path)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_volume_that_fills_during_training_is_exit_4_and_the_restart_resumes(
+    demo_model: str, small_volume: Path
+) -> None:
+    out = small_volume / "out"
+    settings = {"TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_OUTPUT_DIR": str(out),
+                "TRAIN_DATA_PATH": str(ROOT / "dev" / "demo_data" / "sft_messages.jsonl"), "TRAIN_SAVE_STEPS": "5"}  # fmt: skip
+    full = run_entrypoint(**settings, TRAIN_MAX_STEPS="200", TRAIN_SAVE_TOTAL_LIMIT="100")
+    assert full.returncode == 4, full.stderr[-3000:]
+    assert "Traceback" not in full.stderr
+    layout = OutputLayout(out)
+    steps = [step for step, _ in layout.checkpoints()]
+    newest = latest_complete_checkpoint(layout)
+    assert newest is not None and steps[-1] > int(newest.name.split("-")[1])  # the one being written: unmarked
+    assert (f"the output volume {small_volume} (TRAIN_OUTPUT_DIR={out}) is full: " in full.stderr
+            and " free, and a checkpoint of this run takes " in full.stderr
+            and f"checkpoint-{steps[-1]} was left incomplete" in full.stderr)  # fmt: skip
+    for _step, directory in layout.checkpoints():  # room again: the older checkpoints go
+        if directory != newest and layout.is_complete(directory):
+            shutil.rmtree(directory)
+    resumed = run_entrypoint(**settings, TRAIN_MAX_STEPS=str(int(newest.name.split("-")[1]) + 10),
+                             TRAIN_SAVE_TOTAL_LIMIT="1")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {newest}" in resumed.messages() and (out / "final").is_dir()
