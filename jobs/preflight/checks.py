@@ -1,6 +1,7 @@
 """Checks of the machine before any model loads: the output volume is writable and has room for two
 checkpoints, and the model directory holds a config, weights and a tokenizer this process can read.
-Each failure is exit 4 with the path, the numbers and the fix."""
+Each failure is exit 4 with the path, the numbers and the fix; a tracker TRAIN_REPORT_TO names but the image
+lacks is exit 2."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from jobs.config.resolved import ResolvedRun
-from jobs.errors import EnvironmentProblem
+from jobs.errors import ConfigError, EnvironmentProblem
 from jobs.estimate.formula import checkpoint_bytes, human_size, read_tensors
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,27 @@ WEIGHT_FILES = (
 )
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 CHECKPOINTS_OF_ROOM = 2  # a new checkpoint is written before the oldest is rotated away
+
+
+def check_report_to(run: ResolvedRun) -> None:
+    """Every tracker TRAIN_REPORT_TO names must be installed: transformers would fail on it only once the model
+    has loaded, with a crash that Kubernetes retries (exit 2 here, before any model loads)."""
+    wanted = run.setting("report_to") or []
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    if not [name for name in wanted if name not in ("all", "none")]:
+        return
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    unknown = [name for name in wanted if name not in (*INTEGRATION_TO_CALLBACK, "all", "none")]
+    missing = [name for name in wanted if name in INTEGRATION_TO_CALLBACK]
+    missing = [name for name in missing if name not in get_available_reporting_integrations()]
+    if unknown or missing:
+        problems = [f"{name}: not an integration transformers knows ({', '.join(sorted(INTEGRATION_TO_CALLBACK))})"
+                    for name in unknown]  # fmt: skip
+        problems += [f"{name}: its package is not installed in this image; install it (pip install {name}) in an "
+                     "image built on this one, or drop it" for name in missing]  # fmt: skip
+        raise ConfigError(f"TRAIN_REPORT_TO={','.join(wanted)} names trackers this job cannot report to", problems)
 
 
 def check_output_dir(output_dir: Path) -> None:

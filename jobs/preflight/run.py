@@ -11,7 +11,7 @@ import dataclasses
 
 from jobs.config.resolved import ResolvedRun
 from jobs.estimate.memory import check_memory
-from jobs.preflight.checks import check_disk_room, check_model_dir
+from jobs.preflight.checks import check_disk_room, check_model_dir, check_report_to
 from jobs.preflight.data import validate_data
 from jobs.preflight.identity import check_resume
 
@@ -21,6 +21,7 @@ def run_preflight(run: ResolvedRun, *, for_training: bool) -> ResolvedRun:
     with or without evaluation data, with its memory estimate."""
     main = run.config.topology.is_main_machine  # machine 0 alone changes the shared output volume
     if for_training:
+        check_report_to(run)
         check_model_dir(run.model.get("model_name_or_path"))
         run = dataclasses.replace(run, memory=check_memory(run))
         check_disk_room(run)

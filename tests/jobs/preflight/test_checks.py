@@ -108,3 +108,16 @@ def test_a_volume_without_room_for_two_checkpoints_exits_4_with_the_numbers(demo
                           TRAIN_OUTPUT_DIR=str(tiny_volume / "lora"), TRAIN_USE_PEFT="true", TRAIN_MAX_STEPS="2",
                           TRAIN_SAVE_STEPS="2")  # fmt: skip
     assert lora.returncode == 0, lora.stderr[-2000:]  # the adapter's 0.9 MB checkpoint fits twice
+
+
+@pytest.mark.parametrize("trackers", ["wandb", "tensorboard,mlflow"])
+def test_a_tracker_whose_package_is_missing_is_exit_2_before_the_model_loads(
+    trackers: str, demo_model: str, tmp_path: Path
+) -> None:
+    """wandb and mlflow are not in the image: transformers failed on them only after the model had loaded."""
+    run = run_entrypoint(TRAIN_METHOD="sft", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_REPORT_TO=trackers,
+                         TRAIN_DATA_PATH="dev/demo_data/sft_messages.jsonl", TRAIN_OUTPUT_DIR=str(tmp_path / "out"))  # fmt: skip
+    assert run.returncode == 2, run.stderr[-2000:]
+    missing = trackers.rsplit(",", maxsplit=1)[-1]
+    assert f"{missing}: its package is not installed in this image" in run.stderr
+    assert "Traceback" not in run.stderr and "loaded" not in run.messages()
