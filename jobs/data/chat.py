@@ -26,9 +26,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from jinja2 import TemplateError
 
 from jobs.errors import ConfigError, EnvironmentProblem
 
@@ -138,7 +140,6 @@ class ChatRenderer:
     mask: MaskPlan | None = None  # set for conversational SFT with assistant-only loss
     max_length: int | None = None
     keep_end: bool = False  # TRL's truncation_mode=keep_end
-    stop: dict[str, Any] = field(default_factory=dict)  # the closing token, once checked (for the report)
 
     def render(self, messages: Messages, tools: list[Any] | None, *, template: str | None = None,
                generation_prompt: bool = False, continue_final: bool = False) -> str:  # fmt: skip
@@ -160,8 +161,6 @@ class ChatRenderer:
         return None
 
     def _render_call(self, call: TemplateCall, tools: list[Any] | None, template: str | None = None) -> str:
-        from jinja2 import TemplateError
-
         try:
             return self.render(call.messages, tools, template=template, generation_prompt=call.generation_prompt,
                                continue_final=call.continue_final)  # fmt: skip
@@ -178,8 +177,6 @@ class ChatRenderer:
         assert self.mask is not None
         if self.mask.source == "turn_by_turn":
             return self._turn_by_turn(messages, tools)
-        from jinja2 import TemplateError
-
         try:
             out = self.tokenizer.apply_chat_template(
                 messages, tools=tools, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
