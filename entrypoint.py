@@ -6,7 +6,8 @@
     python entrypoint.py --help     # every TRAIN_* variable with type, default and help
 
 Exit codes: 0 finished, 1 crash (a retry resumes), 2 configuration, 3 data, 4 environment,
-5 out of device memory, 6 diverged, 143 stopped by SIGTERM or Ctrl-C after a complete checkpoint.
+5 out of device memory, 6 diverged, 7 another job holds the output directory (a retry waits for it),
+143 stopped by SIGTERM or Ctrl-C after a complete checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from jobs.monitor import writer
 if TYPE_CHECKING:
     from jobs.config.resolved import ResolvedRun
     from jobs.config.settings import JobConfig
+    from jobs.preflight.lease import Lease
 
 logger = logging.getLogger("jobs.entrypoint")
 
@@ -79,14 +81,31 @@ def run_command(config: JobConfig, command: str) -> int:
             ", ".join(config.ignored_service_links),
         )
     check_output_dir(config.output_dir)
-    log_to_file(config.layout.log_file)
-    run = run_preflight(run, for_training=command == "train")
-    if command == "validate":
-        return 0
-    from jobs.launch.launcher import launch
+    lease = take_lease(config)  # before this job writes anything into the output directory
+    try:
+        log_to_file(config.layout.log_file)
+        run = run_preflight(run, for_training=command == "train")
+        if command == "validate":
+            return 0
+        from jobs.launch.launcher import launch
 
-    writer.set_phase("loading")
-    return launch(run)
+        writer.set_phase("loading")
+        return launch(run)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def take_lease(config: JobConfig) -> Lease | None:
+    """The output directory's lease (jobs/preflight/lease.py), taken once per run, by machine 0."""
+    if not config.topology.is_main_machine:
+        return None
+    from jobs.errors import EXIT_BUSY
+    from jobs.launch.launcher import stop_at_once
+    from jobs.preflight.lease import acquire
+
+    return acquire(config.output_dir, config.run_id, config.job.lock_stale_seconds,
+                   on_lost=lambda reason: stop_at_once(reason, EXIT_BUSY))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ EXIT_DATA = 3
 EXIT_ENVIRONMENT = 4
 EXIT_OUT_OF_MEMORY = 5
 EXIT_DIVERGED = 6
+EXIT_BUSY = 7
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended
 
 EXIT_CODES: tuple[ExitCode, ...] = (
@@ -43,6 +44,11 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ),
     ExitCode(EXIT_OUT_OF_MEMORY, "out of memory during training (the message shows the estimate)", retry=False),
     ExitCode(EXIT_DIVERGED, "training diverged: the loss or gradient norm stayed non-finite", retry=False),
+    ExitCode(
+        EXIT_BUSY,
+        "another job holds the output directory (its lease names it); retried: it may be a pod still saving",
+        retry=True,
+    ),
     ExitCode(EXIT_TERMINATED, "stopped by SIGTERM or Ctrl-C after writing a complete checkpoint", retry=True),
 )
 
@@ -96,6 +102,13 @@ class TrainingDiverged(JobError):
 
     exit_code = EXIT_DIVERGED
     kind = "training diverged"
+
+
+class WriterBusy(JobError):
+    """Another live job holds the output directory's lease (jobs/preflight/lease.py), or took it over."""
+
+    exit_code = EXIT_BUSY
+    kind = "output directory busy"
 
 
 class TerminatedBySignal(JobError):

@@ -178,6 +178,16 @@ class JobSettings:
             "the old checkpoints aside."
         },
     )
+    lock_stale_seconds: float = field(
+        default=60.0,
+        metadata={
+            "help": "A job finding another's lease on the output directory (writer.lease) takes it over only "
+            "after its holder has not renewed it for this long; while it renews, the job exits 7 (retried). "
+            "Keep it above a pause the holder may take (a slow NFS write): a holder that finds its lease "
+            "taken stops at once.",
+            "min": 1.0,
+        },
+    )
     max_nonfinite_steps: int = field(
         default=3,
         metadata={

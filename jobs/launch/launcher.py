@@ -26,6 +26,21 @@ from jobs.launch.worker import recorded_exit_code
 logger = logging.getLogger(__name__)
 
 
+# The `accelerate launch` session while one runs, for `stop_at_once`.
+_SESSION: subprocess.Popen[bytes] | None = None
+
+
+def stop_at_once(reason: str, exit_code: int) -> None:
+    """End this job now, ranks included, without another write (the output directory's lease was taken over
+    by another job: jobs/preflight/lease.py). The exporter stops with this process."""
+    logger.error("%s; stopping at once, without another write", reason)
+    if _SESSION is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(_SESSION.pid, signal.SIGKILL)
+    logging.shutdown()
+    os._exit(exit_code)
+
+
 def _ranks(launcher_pid: int) -> list[int]:
     """The training processes: the children of `accelerate launch`'s in-process elastic agent."""
     try:
@@ -72,7 +87,8 @@ def _launch_accelerate(run: ResolvedRun) -> int:
         "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(int(run.job.stop_grace_seconds)),
     }
     # A session of its own, so a forwarded signal reaches every rank at once.
-    child = subprocess.Popen(command, start_new_session=True, env=env)
+    global _SESSION  # noqa: PLW0603 - the one session this process runs, for stop_at_once
+    child = _SESSION = subprocess.Popen(command, start_new_session=True, env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         ranks = _ranks(child.pid)
@@ -85,6 +101,7 @@ def _launch_accelerate(run: ResolvedRun) -> int:
     try:
         returncode = child.wait()
     finally:
+        _SESSION = None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if returncode == 0:
