@@ -21,10 +21,10 @@ def run_preflight(run: ResolvedRun, *, for_training: bool) -> ResolvedRun:
     with or without evaluation data, with its memory estimate."""
     main = run.config.topology.is_main_machine  # machine 0 alone changes the shared output volume
     if for_training:
-        check_report_to(run)
         check_model_dir(run.model.get("model_name_or_path"))
         run = dataclasses.replace(run, memory=check_memory(run))
         check_disk_room(run)
+        check_report_to(run)
         if main:
             run.layout.set_aside_incomplete()
     # The template check and token counts need the tokenizer (and torch): training has a model; validate only
