@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from dev.testing import run_entrypoint
 from jobs.errors import EnvironmentProblem
 from jobs.preflight.checks import check_model_dir
+from tests.support.volumes import tmpfs
 
 DEMO_SFT = "dev/demo_data/sft_messages.jsonl"
 
@@ -84,16 +84,8 @@ def test_missing_data_file_exits_4(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_volume(tmp_path: Path) -> Iterator[Path]:
     """A 4 MB tmpfs standing in for a nearly full output volume (mounting needs root)."""
-    volume = tmp_path / "volume"
-    volume.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(volume)], capture_output=True,
-                             text=True, check=False)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root in a machine that allows it")
-    try:
+    with tmpfs(tmp_path / "volume", "4m") as volume:
         yield volume
-    finally:
-        subprocess.run(["umount", str(volume)], check=False)
 
 
 def test_a_volume_without_room_for_two_checkpoints_exits_4_with_the_numbers(demo_model: str, tiny_volume: Path) -> None:

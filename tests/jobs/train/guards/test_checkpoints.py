@@ -17,6 +17,7 @@ import pytest
 from dev.testing import ROOT, clean_env, run_entrypoint
 from jobs.layout import COMPLETE_MARKER, OutputLayout
 from jobs.train.guards.checkpoints import is_volume_full, latest_complete_checkpoint
+from tests.support.volumes import tmpfs
 
 
 def _checkpoint(root: Path, step: int, complete: bool) -> Path:
@@ -97,16 +98,8 @@ def test_a_process_killed_while_writing_a_checkpoint_resumes_from_the_previous_o
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
     """A real 24 MiB tmpfs: room for the preflight's two checkpoints of the demo model, not for more."""
-    mount = tmp_path / "volume"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True,
-                             text=True, check=False)  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"mounting a tmpfs needs root (CAP_SYS_ADMIN): {mounted.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+    with tmpfs(tmp_path / "volume", "24m") as volume:
+        yield volume
 
 
 def test_by_unit_a_full_volume_is_recognised_however_the_writer_says_it(tmp_path: Path) -> None:
