@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +141,32 @@ class ChatRenderer:
     max_length: int | None = None
     keep_end: bool = False  # TRL's truncation_mode=keep_end
 
+    template_variables: dict[str, Any] = field(init=False, repr=False)
+    render_template: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Imported with the tokenizer, never by the parent's modules (tests/test_imports.py).
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        self.render_template = render_jinja_template
+        # The variables apply_chat_template gives every template (bos_token, eos_token, ...), built once:
+        # the tokenizer's property builds a new dict per call.
+        self.template_variables = dict(self.tokenizer.special_tokens_map)
+
     def render(self, messages: Messages, tools: list[Any] | None, *, template: str | None = None,
                generation_prompt: bool = False, continue_final: bool = False) -> str:  # fmt: skip
-        return str(self.tokenizer.apply_chat_template(
-            messages, tools=tools, tokenize=False, add_generation_prompt=generation_prompt,
-            continue_final_message=continue_final, chat_template=template or self.template,
-        ))  # fmt: skip
+        """The text `tokenizer.apply_chat_template(..., tokenize=False)` gives, through the function it renders
+        with. Called directly because preflight renders every record three times (prompt, prompt + chosen,
+        prompt + rejected): 53 µs a render against 81 µs, most of the check's cost on 200k records. The one
+        step skipped that can change the text, dropping the keys whose value is None, is done here: TRL reads
+        the prepared file with `datasets`, which gives every message the keys any message has, as None."""
+        conversation = [{key: value for key, value in message.items() if value is not None} for message in messages]
+        rendered, _ = self.render_template(
+            conversations=[conversation], tools=tools, chat_template=template or self.template,
+            add_generation_prompt=generation_prompt, continue_final_message=continue_final,
+            **self.template_variables,
+        )  # fmt: skip
+        return str(rendered[0])
 
     def check(self, record: dict[str, Any]) -> Tokenized | None:
         """Render a conversational record as TRL will; its tokens and mask where the plan asks for them.

@@ -62,6 +62,34 @@ def test_each_family_gets_its_assistant_mask_and_trains_its_closing_token(family
     assert stop["in_eos_ids"] == (family != "gemma2")
 
 
+TOOL_CALL = [{"role": "user", "content": "Weather?"},
+             {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {
+                 "name": "weather", "arguments": {"city": "Paris"}}}]}]  # fmt: skip
+
+
+def _outcome(render: Any) -> str:
+    try:
+        return str(render())
+    except Exception as error:  # the same refusal on both sides is the expected outcome
+        return f"refused: {error}"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_preflight_renders_the_text_apply_chat_template_gives(family: str) -> None:
+    """The check renders through transformers' own renderer without apply_chat_template's wrapper: the
+    text, or the refusal, must be the same. A tool call's `content: None` (which `datasets` also gives
+    every message lacking a key another has) renders "None" unless dropped as apply_chat_template does."""
+    renderer = _renderer(family)
+    calls = [(GOOD["messages"], True), (GOOD["messages"], False), (NOT_ALTERNATING["messages"], False),
+             (TOOL_CALL, False), (TOOL_CALL[:1], True)]  # fmt: skip
+    for messages, generation_prompt in calls:
+        expected = _outcome(lambda m=messages, g=generation_prompt: renderer.tokenizer.apply_chat_template(
+            m, tokenize=False, add_generation_prompt=g, chat_template=renderer.template))  # fmt: skip
+        assert (
+            _outcome(lambda m=messages, g=generation_prompt: renderer.render(m, None, generation_prompt=g)) == expected
+        )
+
+
 def test_the_demo_template_marks_its_own_assistant_tokens(demo_model: str) -> None:
     tokenizer, template = load_tokenizer_for_data(demo_model, None)
     assert template is not None and mask_plan(tokenizer, template).source == "template_markers"
