@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import estimate, exporter, first_step, memory, packing, training, validation
+from bench import estimate, exporter, first_step, integrity, memory, packing, training, validation
 from bench.common import ROOT, publish
 
 PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -29,6 +29,7 @@ PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "validation": validation.run,
     "first_step": first_step.run,
     "exporter": exporter.run,
+    "integrity": integrity.run,
 }
 RESULTS = ROOT / "bench" / "results"
 TABLE = ROOT / "BENCHMARKS.md"
@@ -100,7 +101,8 @@ def table_lines(results: dict[str, Any]) -> list[str]:
              "✓ meets the goal, ✗ misses it.", ""]  # fmt: skip
     for name, lines_of in (("training", _training_lines), ("memory", _memory_lines), ("estimate", _estimate_lines),
                            ("packing", _packing_lines), ("validation", _validation_lines),
-                           ("first_step", _first_step_lines), ("exporter", _exporter_lines)):  # fmt: skip
+                           ("first_step", _first_step_lines), ("exporter", _exporter_lines),
+                           ("integrity", _integrity_lines)):  # fmt: skip
         if name in results:
             lines += [*lines_of(results[name]), ""]
     return lines
@@ -187,6 +189,12 @@ def _first_step_lines(first: dict[str, Any]) -> list[str]:
 def _exporter_lines(e: dict[str, Any]) -> list[str]:
     return [f"Exporter scraped 20/s against off, step time: {e['ratio_on_over_off']} (goal 1.02; range "
             f"{e['spread_on'][0]}-{e['spread_on'][1]})."]  # fmt: skip
+
+
+def _integrity_lines(i: dict[str, Any]) -> list[str]:
+    return [f"Checkpoint checksums, 76M model, {i['checkpoint_bytes'] / 1e9:.2f} GB in {i['files']} files: written in "
+            f"{i['save_seconds']} s, hashed in the save in {i['checksum_seconds']} s ({i['checksums_over_save']:.2f} "
+            f"of the write), verified before a resume in {i['verify_seconds']} s ({i['verify_over_save']:.2f})."]  # fmt: skip
 
 
 def write_table(results: dict[str, Any]) -> None:

@@ -7,9 +7,12 @@
   tensorboard/                        TensorBoard event files
   profile/                            TRAIN_PROFILE's trace, top operators and memory timeline, per rank
   checkpoint-<step>/                  checkpoints (transformers' naming), complete once CHECKPOINT_COMPLETE exists
+                                      (it lists each file's size and checksum: jobs/integrity.py)
   incomplete-checkpoint-<step>/       one that never became complete, set aside at the next start
+  damaged-checkpoint-<step>/          one whose files no longer match its marker, set aside at the next start
   run_identity.json                   what this run trains with, checked when it resumes (jobs/preflight/identity.py)
   rank_status/rank-<n>.json           each rank's exit code, for the launcher
+  rank_status/heartbeat-<n>.json      each rank's liveness and progress while it trains (jobs/train/guards/stall.py)
   final.partial/ -> final/            the published model; a previous final/ is kept as final.<time>
 """
 
@@ -87,6 +90,12 @@ class OutputLayout:
     def rank_status_file(self, rank: str) -> Path:
         return self.rank_status / f"rank-{rank}.json"
 
+    def heartbeat_file(self, rank: str) -> Path:
+        return self.rank_status / f"heartbeat-{rank}.json"
+
+    def heartbeat_files(self) -> list[Path]:
+        return sorted(self.rank_status.glob("heartbeat-*.json"))
+
     def checkpoint(self, step: int) -> Path:
         return self.root / f"checkpoint-{step}"
 
@@ -105,6 +114,14 @@ class OutputLayout:
                 found.append((int(match.group(1)), child))
         return sorted(found)
 
+    def set_aside(self, directory: Path, name: str) -> Path:
+        """Rename `directory` to `name` in the output root (a timestamp added if taken): kept, out of sight."""
+        target = self.root / name
+        if target.exists():
+            target = target.with_name(f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+        directory.rename(target)
+        return target
+
     def set_aside_incomplete(self) -> list[Path]:
         """Rename every checkpoint without the completeness marker out of the trainer's sight (its rotation
         would count it, and a resume must never use it); nothing is deleted. Run by one process only."""
@@ -112,10 +129,7 @@ class OutputLayout:
         for step, directory in self.checkpoints():
             if self.is_complete(directory):
                 continue
-            target = self.root / f"incomplete-checkpoint-{step}"
-            if target.exists():
-                target = target.with_name(f"{target.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-            directory.rename(target)
+            target = self.set_aside(directory, f"incomplete-checkpoint-{step}")
             logger.warning("set aside %s as %s: its save was interrupted, or its weights were not finite; "
                            "delete it once you have looked", directory, target)  # fmt: skip
             moved.append(target)

@@ -2,15 +2,19 @@
 
 The output volume first (writable: jobs/preflight/checks.py), then the model directory, the memory
 estimate (jobs/estimate/memory.py) and the disk room, then every data record (jobs/preflight/data.py),
-then the resume identity (jobs/preflight/identity.py). Returns the run with what preflight found.
+then the checksums of the checkpoint a resume would use (jobs/integrity.py) and the resume identity
+(jobs/preflight/identity.py). Returns the run with what preflight found.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from jobs.config.resolved import ResolvedRun
+from jobs.estimate.loading import loading_threshold
 from jobs.estimate.memory import check_memory
+from jobs.integrity import set_aside_damaged
 from jobs.preflight.checks import check_disk_room, check_model_dir, check_report_to
 from jobs.preflight.data import validate_data
 from jobs.preflight.identity import check_resume
@@ -31,5 +35,10 @@ def run_preflight(run: ResolvedRun, *, for_training: bool) -> ResolvedRun:
     # when one is named.
     report = validate_data(run, with_model=bool(run.config.model.get("model_name_or_path")))
     if for_training and main:
+        if run.job.resume != "never":  # a fresh start sets every checkpoint aside unread
+            set_aside_damaged(run.layout)
         check_resume(run, report["prepared"])
-    return run.with_evaluation("eval" in report["prepared"])
+    run = run.with_evaluation("eval" in report["prepared"])
+    records = int(report["prepared"].get("train", {}).get("records", 0))
+    model_dir = Path(str(run.config.model.get("model_name_or_path")))
+    return run.with_loading(loading_threshold(run.job.loading_timeout, model_dir, records))

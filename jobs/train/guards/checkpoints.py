@@ -1,7 +1,9 @@
 """Checkpoints: a completeness marker, resume from the newest complete one, and a full volume said as such.
 
 A checkpoint directory counts only once the marker is written after the trainer finished saving it,
-so a pod killed mid-save resumes from the previous checkpoint instead of a half-written one. A save that
+so a pod killed mid-save resumes from the previous checkpoint instead of a half-written one. The marker
+lists every file's size and checksum, hashed by all ranks (jobs/integrity.py), so that a checkpoint
+damaged later is found before a resume. A save that
 fills the output volume leaves its checkpoint unmarked, and the run exits 4 naming the volume (a retry
 cannot free it), instead of a crash that Kubernetes retries.
 """
@@ -12,6 +14,7 @@ import errno
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from transformers import TrainerCallback
 from jobs.config.resolved import ResolvedRun
 from jobs.errors import EnvironmentProblem
 from jobs.estimate.formula import human_size
+from jobs.integrity import checksums, list_checkpoint, write_marker
 from jobs.layout import COMPLETE_MARKER, OutputLayout
 from jobs.preflight.checks import checkpoint_estimate
 from jobs.train.guards.divergence import weights_are_finite
@@ -48,21 +52,45 @@ class CheckpointMarker(TrainerCallback):
         if newest is not None and args.metric_for_best_model is None:
             state.best_model_checkpoint = str(newest)
 
+    def __init__(self) -> None:
+        self._mark = time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._mark = time.monotonic()  # a save starts after the step: its time goes into the marker
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._mark = time.monotonic()
+
     def on_save(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         from accelerate import PartialState
+        from accelerate.utils import broadcast_object_list, gather_object
 
-        PartialState().wait_for_everyone()  # every rank has written its part (its RNG state, its shards)
+        ranks = PartialState()
+        ranks.wait_for_everyone()  # every rank has written its part (its RNG state, its shards)
+        saved = time.monotonic() - self._mark
+        directory = OutputLayout(Path(args.output_dir)).checkpoint(state.global_step)
+        # Rank 0's listing, so that every rank hashes files it is sure exist; then each rank its share.
+        listing = [list_checkpoint(directory) if state.is_world_process_zero else None]
+        broadcast_object_list(listing)
+        started = time.monotonic()
+        assert listing[0] is not None
+        share = listing[0].shares(ranks.num_processes)[ranks.process_index]
+        files: dict[str, dict[str, Any]] = {}
+        for part in gather_object([checksums(directory, share)]):
+            files.update(part)
         if not state.is_world_process_zero:
             return
-        directory = OutputLayout(Path(args.output_dir)).checkpoint(state.global_step)
+        if not directory.is_dir():
+            return
         if model is not None and not weights_are_finite(model):
             logger.error("%s holds non-finite weights: not marked complete, never resumed from", directory)
             return
-        if directory.is_dir():
-            (directory / COMPLETE_MARKER).write_text(f"{state.global_step}\n", encoding="utf-8")
-            logger.info("checkpoint saved: %s", directory)
-            if args.metric_for_best_model is None:
-                state.best_model_checkpoint = str(directory)
+        hashed = time.monotonic() - started
+        write_marker(directory, state.global_step, files, {"save": round(saved, 3), "checksums": round(hashed, 3)})
+        logger.info("checkpoint saved: %s (%d files, %s; written in %.1f s, checksums in %.1f s)", directory,
+                    len(files), human_size(sum(f["size"] for f in files.values())), saved, hashed)  # fmt: skip
+        if args.metric_for_best_model is None:
+            state.best_model_checkpoint = str(directory)
 
 
 def latest_complete_checkpoint(layout: OutputLayout) -> Path | None:

@@ -1,8 +1,9 @@
-"""Checkpoints: only complete ones are resumed from."""
+"""Checkpoints: only complete ones, whose files match their marker, are resumed from."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dev.testing import ROOT, clean_env, run_entrypoint
+from jobs.integrity import checksums, damage, list_checkpoint, set_aside_damaged, write_marker
 from jobs.layout import COMPLETE_MARKER, OutputLayout
 from jobs.train.guards.checkpoints import is_volume_full, latest_complete_checkpoint
 from tests.support.volumes import tmpfs
@@ -56,6 +58,80 @@ def test_a_second_run_resumes_from_the_last_complete_checkpoint(demo_model: str,
     steps = [entry["step"] for entry in second.logs() if "loss" in entry and "train_runtime" not in entry]
     assert steps and min(steps) > 10  # steps 1-10 were not trained again
     assert len([p for p in tmp_path.iterdir() if p.name.startswith("final.")]) == 1  # first final kept
+
+
+def _marked(root: Path, step: int, files: dict[str, bytes]) -> Path:
+    directory = root / f"checkpoint-{step}"
+    for name, content in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(content)
+    listing = list_checkpoint(directory)
+    write_marker(directory, step, checksums(directory, listing.files))
+    return directory
+
+
+def test_by_unit_a_marker_records_each_file_and_finds_it_missing_resized_or_changed(tmp_path: Path) -> None:
+    directory = _marked(tmp_path, 5, {"model.safetensors": b"w" * 1000, "global_step5/zero_pp_rank_1.pt": b"z" * 10})
+    assert damage(directory) == []
+    (directory / "global_step5" / "zero_pp_rank_1.pt").write_bytes(b"y" * 10)  # same size, other bytes
+    assert damage(directory) == ["global_step5/zero_pp_rank_1.pt changed since it was saved (checksum)"]
+    with open(directory / "model.safetensors", "r+b") as handle:
+        handle.truncate(600)
+    assert "model.safetensors has 600 bytes, 1000 when saved" in damage(directory)
+    (directory / "model.safetensors").unlink()
+    assert "model.safetensors is missing" in damage(directory)
+    (directory / COMPLETE_MARKER).write_text("{not json")
+    assert "cannot be read" in damage(directory)[0]
+
+
+def test_by_unit_the_shares_split_the_bytes_evenly_and_cover_every_file(tmp_path: Path) -> None:
+    directory = _marked(tmp_path, 1, {f"f{i}": b"x" * (i * 100) for i in range(1, 9)})
+    listing = list_checkpoint(directory)
+    shares = listing.shares(3)
+    assert sorted(name for share in shares for name in share) == sorted(listing.files)
+    loads = [sum(listing.files[name] for name in share) for share in shares]
+    assert max(loads) - min(loads) <= 800  # at most the largest file apart
+    assert listing.shares(1) == [sorted(listing.files, key=lambda n: (-listing.files[n], n))]
+
+
+def test_by_unit_damaged_checkpoints_are_set_aside_newest_first_until_one_matches(tmp_path: Path) -> None:
+    layout = OutputLayout(tmp_path)
+    oldest = _marked(tmp_path, 5, {"model.safetensors": b"a" * 100})
+    (oldest / "model.safetensors").write_bytes(b"b" * 100)  # damaged too, but older than the one that matches
+    good = _marked(tmp_path, 10, {"model.safetensors": b"a" * 100})
+    damaged = _marked(tmp_path, 15, {"model.safetensors": b"a" * 100})
+    (damaged / "model.safetensors").write_bytes(b"a" * 50)
+    legacy = _checkpoint(tmp_path, 20, complete=True)  # a marker holding the step alone: not checked
+    assert set_aside_damaged(layout) == []
+    legacy.rename(tmp_path / "elsewhere")
+    assert set_aside_damaged(layout) == [tmp_path / "damaged-checkpoint-15"]
+    assert latest_complete_checkpoint(layout) == good and oldest.is_dir()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_damaged_after_its_save_is_set_aside_and_the_run_resumes_from_the_previous_one(
+    demo_model: str, tmp_path: Path
+) -> None:
+    settings = {
+        "TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model,
+        "TRAIN_DATA_PATH": "dev/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(tmp_path),
+        "TRAIN_SAVE_STEPS": "5", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEARNING_RATE": "2e-3",
+    }  # fmt: skip
+    first = run_entrypoint(TRAIN_MAX_STEPS="10", **settings)
+    assert first.returncode == 0, first.stderr[-3000:]
+    weights = tmp_path / "checkpoint-10" / "model.safetensors"
+    marker = json.loads((tmp_path / "checkpoint-10" / COMPLETE_MARKER).read_text())
+    assert marker["step"] == 10 and marker["files"]["model.safetensors"]["size"] == weights.stat().st_size
+    assert {"optimizer.pt", "trainer_state.json", "rng_state.pth"} <= set(marker["files"])
+    with open(weights, "r+b") as handle:  # what a copy or sync that died leaves behind
+        handle.truncate(weights.stat().st_size // 2)
+    second = run_entrypoint(TRAIN_MAX_STEPS="20", **settings)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Traceback" not in second.stderr
+    assert f"set aside {tmp_path / 'checkpoint-10'} as {tmp_path / 'damaged-checkpoint-10'}" in second.stderr
+    assert "model.safetensors has " in second.stderr and (tmp_path / "damaged-checkpoint-10").is_dir()
+    assert f"resuming from {tmp_path / 'checkpoint-5'}" in second.stderr
+    assert (tmp_path / "final" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow
