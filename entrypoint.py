@@ -7,7 +7,7 @@
 
 Exit codes: 0 finished, 1 crash (a retry resumes), 2 configuration, 3 data, 4 environment,
 5 out of device memory, 6 diverged, 7 another job holds the output directory (a retry waits for it),
-143 stopped by SIGTERM or Ctrl-C after a complete checkpoint.
+8 a training rank stalled (a retry resumes), 143 stopped by SIGTERM or Ctrl-C after a complete checkpoint.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def run_command(config: JobConfig, command: str) -> int:
             return 0
         from jobs.launch.launcher import launch
 
-        writer.set_phase("loading")
+        writer.start_loading(run.loading_seconds)
         return launch(run)
     finally:
         if lease is not None:

@@ -28,6 +28,7 @@ EXIT_ENVIRONMENT = 4
 EXIT_OUT_OF_MEMORY = 5
 EXIT_DIVERGED = 6
 EXIT_BUSY = 7
+EXIT_STALLED = 8
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended
 
 EXIT_CODES: tuple[ExitCode, ...] = (
@@ -47,6 +48,12 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(
         EXIT_BUSY,
         "another job holds the output directory (its lease names it); retried: it may be a pod still saving",
+        retry=True,
+    ),
+    ExitCode(
+        EXIT_STALLED,
+        "a training rank stopped finishing steps for TRAIN_STALL_TIMEOUT (the log names it); the group was ended, "
+        "retried: the restart resumes",
         retry=True,
     ),
     ExitCode(EXIT_TERMINATED, "stopped by SIGTERM or Ctrl-C after writing a complete checkpoint", retry=True),

@@ -188,6 +188,26 @@ class JobSettings:
             "min": 1.0,
         },
     )
+    loading_timeout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Seconds the time before the first step (model loading, TRL's tokenisation, the rendezvous) "
+            "may take before TrainJobLoadingTooLong fires; also the process group's timeout (ddp_timeout, at "
+            "least 1800) unless TRAIN_DDP_TIMEOUT is set. 0: derived, 600 + the weights at 50 MB/s + 10 ms a "
+            "training record (jobs/estimate/loading.py).",
+            "min": 0.0,
+        },
+    )
+    stall_timeout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Seconds a training rank may go without finishing a step (or an evaluation batch) before "
+            "it dumps every thread's stack and the launcher ends the group with exit 8 (retried: the restart "
+            "resumes). 0: derived from the run, 5 x (longest step + longest checkpoint save) and at least 600 "
+            "(1800 for the first save, not yet measured).",
+            "min": 0.0,
+        },
+    )
     max_nonfinite_steps: int = field(
         default=3,
         metadata={

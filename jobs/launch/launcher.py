@@ -5,7 +5,8 @@ Under `accelerate launch` the entrypoint stays the parent of every rank: it hand
 to the ranks themselves, not to torch's elastic agent (which would signal them a second time, and kill
 them 30 s later unless TORCH_ELASTIC_SHUTDOWN_TIMEOUT, set here from TRAIN_STOP_GRACE_SECONDS, says
 otherwise). It reaps the children and turns the ranks' recorded outcomes back into the job's exit code,
-which the elastic agent would otherwise flatten to 1.
+which the elastic agent would otherwise flatten to 1. While they train it reads their heartbeats, and ends
+the group with exit 8 when one stalls (jobs/launch/stall.py).
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from types import FrameType
 import psutil
 
 from jobs.config.resolved import RUN_VARIABLE, ResolvedRun
+from jobs.errors import EXIT_STALLED
+from jobs.launch.stall import StallWatcher
 from jobs.launch.worker import recorded_exit_code
 
 logger = logging.getLogger(__name__)
 
+
+WATCH_SECONDS = 2.0  # how often the ranks' heartbeats are read
 
 # The `accelerate launch` session while one runs, for `stop_at_once`.
 _SESSION: subprocess.Popen[bytes] | None = None
@@ -70,6 +75,23 @@ def launch_arguments(run: ResolvedRun) -> list[str]:
     return arguments
 
 
+def _wait_watching(child: subprocess.Popen[bytes], watcher: StallWatcher) -> int:
+    """The session's return code, or EXIT_STALLED once a rank stalls (jobs/launch/stall.py): the whole
+    group is killed, since a stalled group cannot save; a retry resumes from the last complete checkpoint."""
+    while True:
+        try:
+            return child.wait(timeout=WATCH_SECONDS)
+        except subprocess.TimeoutExpired:
+            stall = watcher.check(set(_ranks(child.pid)))
+        if stall is not None:
+            logger.error("%s; ending the group (exit %d, retried: the restart resumes)", stall.describe(),
+                         EXIT_STALLED)  # fmt: skip
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            return EXIT_STALLED
+
+
 def _launch_accelerate(run: ResolvedRun) -> int:
     assert run.config.accelerate_config is not None
     command = [
@@ -78,7 +100,7 @@ def _launch_accelerate(run: ResolvedRun) -> int:
         *launch_arguments(run),
         "-m", "jobs.launch.worker",
     ]  # fmt: skip
-    for stale in run.layout.rank_status.glob("rank-*.json"):
+    for stale in [*run.layout.rank_status.glob("rank-*.json"), *run.layout.heartbeat_files()]:
         stale.unlink()
     logger.info("launching: %s", " ".join(command))
     env = {
@@ -99,7 +121,7 @@ def _launch_accelerate(run: ResolvedRun) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        returncode = child.wait()
+        returncode = _wait_watching(child, StallWatcher(run.layout))
     finally:
         _SESSION = None
         for sig, handler in previous.items():

@@ -27,6 +27,7 @@ from jobs.train.guards.checkpoints import CheckpointMarker
 from jobs.train.guards.divergence import CheckedSteps, DivergenceStop, ReadTrainingState, StepHealth, TrainingState
 from jobs.train.guards.peak_memory import PeakWatch
 from jobs.train.guards.progress import ProgressBar, StepLogger, wants_progress_bar
+from jobs.train.guards.stall import StallWatch
 from jobs.train.guards.stopping import StopAtStepEnd, StopBudget, StoppableSteps, StopRequest
 from jobs.train.model import build_model_config, load_model, load_tokenizer, peft_config
 
@@ -95,12 +96,16 @@ class Guards:
                    StopBudget(run.job.stop_grace_seconds), TrainingState(), PeakWatch())  # fmt: skip
 
     def callbacks(self) -> list[TrainerCallback]:
-        # The stop comes before DivergenceStop, so that divergence can cancel a stop's save of non-finite weights.
-        return [self.stop, DivergenceStop(self.health), self.budget, ReadTrainingState(self.readings)]
+        # The stop comes before DivergenceStop, so that divergence can cancel a stop's save of non-finite weights;
+        # the marker (with its checksums) before the budget, whose save time must include it.
+        marker = CheckpointMarker()
+        return [self.stop, DivergenceStop(self.health), marker, self.budget, ReadTrainingState(self.readings)]
 
 
 def callbacks(run: ResolvedRun, method: Method, guards: Guards) -> list[TrainerCallback]:
-    found: list[TrainerCallback] = [*guards.callbacks(), StepLogger(), CheckpointMarker()]
+    # The stall watch after the budget (in guards.callbacks()), whose step and save times derive its timeout.
+    stall = StallWatch(run.layout, run.job.stall_timeout, guards.budget)
+    found: list[TrainerCallback] = [*guards.callbacks(), stall, StepLogger()]
     if wants_progress_bar(run.job.log_format):
         found.append(ProgressBar())
     if run.job.profile:

@@ -159,7 +159,8 @@ def save_stopped_mid_step(trainer: Any, stop: StopAtStepEnd, complete: Any) -> N
 
 
 class StopBudget(TrainerCallback):
-    """Measures what a stop needs: the longest optimizer step plus the longest checkpoint save. When that
+    """Measures what a stop needs: the longest optimizer step plus the longest checkpoint save, the marker's
+    checksums included (CheckpointMarker runs before this callback). When that
     exceeds TRAIN_STOP_GRACE_SECONDS, a SIGTERM would be cut off by the SIGKILL that follows: warn once,
     as soon as it is known, and export the figure (trainjob_stop_needed_seconds)."""
 

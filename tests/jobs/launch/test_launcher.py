@@ -1,8 +1,11 @@
-"""Launching: in-process by default, `accelerate launch` with real gloo processes when configured."""
+"""Launching: in-process by default, `accelerate launch` with real gloo processes when configured; a rank
+that stalls is named and its group ended."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -10,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from dev.testing import ROOT, clean_env, free_port
+from dev.testing import ROOT, clean_env, free_port, run_entrypoint
+from jobs.errors import EXIT_CRASH, EXIT_STALLED
 from jobs.layout import OutputLayout
+from jobs.train.guards.checkpoints import latest_complete_checkpoint
 from tests.support.servers import get, started, wait_for
 
 
@@ -35,5 +40,65 @@ def test_two_gloo_processes_train_one_model_and_rank_0_reports_it(demo_model: st
     assert "trainjob_global_step 10.0" in final and "trainjob_dpo_reward_margin" in final
     manifest = json.loads((tmp_path / "final" / "run_manifest.json").read_text())
     assert manifest["world_size"] == 2
-    outcomes = sorted(p.name for p in OutputLayout(tmp_path).rank_status.iterdir())
+    outcomes = sorted(p.name for p in OutputLayout(tmp_path).rank_status.glob("rank-*"))
     assert outcomes == ["rank-0.json", "rank-1.json"]
+
+
+STALL_SETTINGS = {
+    "TRAIN_METHOD": "sft", "TRAIN_DATA_PATH": "dev/demo_data/sft_messages.jsonl", "TRAIN_ACCELERATE_CONFIG": "multi_cpu",
+    "TRAIN_SAVE_STEPS": "5", "TRAIN_LOGGING_STEPS": "1", "TRAIN_STALL_TIMEOUT": "15", "TRAIN_METRICS_PORT": "0",
+}  # fmt: skip
+
+
+def _signal_rank_1_after_a_checkpoint(settings: dict[str, str], layout: OutputLayout, log: Path,
+                                      signum: signal.Signals) -> int:  # fmt: skip
+    """Start a 2-rank run, send `signum` to rank 1 once checkpoint-5 is complete; the run's exit code."""
+    with log.open("w") as stderr, started([sys.executable, "entrypoint.py"], cwd=ROOT,
+                                          env=clean_env(**settings, TRAIN_MAX_STEPS="400"),
+                                          stdout=subprocess.DEVNULL, stderr=stderr) as run:  # fmt: skip
+        wait_for(lambda: layout.is_complete(layout.checkpoint(5)), 300, "the first complete checkpoint")
+        rank_1 = json.loads(layout.heartbeat_file("1").read_text())["pid"]
+        os.kill(rank_1, signum)
+        try:
+            # The process group's own timeout (ddp_timeout) is 30 minutes at least: both faults must end the
+            # group long before it.
+            return run.wait(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(rank_1, signal.SIGKILL)
+
+
+def _resumes(settings: dict[str, str], layout: OutputLayout) -> None:
+    newest = latest_complete_checkpoint(layout)
+    assert newest is not None
+    resumed = run_entrypoint(**settings, TRAIN_MAX_STEPS=str(int(newest.name.split("-")[1]) + 2))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {newest}" in resumed.stderr and (layout.root / "final").is_dir()
+
+
+@pytest.mark.slow
+def test_a_stopped_rank_is_named_its_group_ended_within_the_stall_timeout_and_the_restart_resumes(
+    demo_model: str, tmp_path: Path
+) -> None:
+    settings = {**STALL_SETTINGS, "TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_OUTPUT_DIR": str(tmp_path)}
+    layout, log = OutputLayout(tmp_path), tmp_path / "stderr.log"
+    # A rank that no longer runs: rank 0 waits for it in its next all-reduce.
+    code = _signal_rank_1_after_a_checkpoint(settings, layout, log, signal.SIGSTOP)
+    text = log.read_text()
+    assert code == EXIT_STALLED, text[-3000:]
+    assert "rank(s) 1 stopped reporting: no heartbeat and no step for " in text
+    assert "Timeout (0:00:15)!" in text  # rank 0's own stack dump (faulthandler), waiting for rank 1
+    _resumes(settings, layout)
+
+
+@pytest.mark.slow
+def test_a_killed_rank_ends_its_group_at_once_with_a_retried_code_and_the_restart_resumes(
+    demo_model: str, tmp_path: Path
+) -> None:
+    settings = {**STALL_SETTINGS, "TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_OUTPUT_DIR": str(tmp_path)}
+    layout, log = OutputLayout(tmp_path), tmp_path / "stderr.log"
+    code = _signal_rank_1_after_a_checkpoint(settings, layout, log, signal.SIGKILL)
+    text = log.read_text()
+    assert code == EXIT_CRASH, text[-3000:]  # torch's elastic agent ends the group; Kubernetes retries 1
+    assert "stopped reporting" not in text  # not a stall: the agent saw the rank die
+    _resumes(settings, layout)
