@@ -57,6 +57,7 @@ class ResolvedRun:
     model: dict[str, Any]  # what TRL's ModelConfig receives, likewise
     has_eval: bool = False  # set by preflight once the data is validated
     memory: MemoryFigures | None = None  # set by preflight's memory check
+    loading_seconds: float = 0.0  # set by preflight: how long the time before the first step may take
 
     @property
     def method(self) -> str:
@@ -96,6 +97,16 @@ class ResolvedRun:
         """The run once preflight knows whether there is evaluation data (it evaluates as often as it saves)."""
         training = training_settings(self.device, has_eval, self.config.training)
         return dataclasses.replace(self, has_eval=has_eval, training=training)
+
+    def with_loading(self, seconds: float) -> ResolvedRun:
+        """The run once preflight knows how long loading may take (jobs/estimate/loading.py): the process
+        group's timeout covers it, unless the user set one."""
+        from jobs.estimate.loading import process_group_timeout
+
+        training = dict(self.training)
+        if "ddp_timeout" not in self.config.training:
+            training["ddp_timeout"] = process_group_timeout(seconds)
+        return dataclasses.replace(self, loading_seconds=seconds, training=training)
 
     def to_json(self) -> str:
         """The run for the processes `accelerate launch` starts (secrets included, as in their environment)."""

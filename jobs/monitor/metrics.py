@@ -51,6 +51,16 @@ class JobMetrics:
             "Unix time of the last complete checkpoint (of the start of training, before the first one).",
             registry,
         )
+        self.loading_started = _gauge(
+            "loading_started_timestamp_seconds",
+            "Unix time the job began loading (model, TRL's tokenisation, the rendezvous), after preflight.",
+            registry,
+        )
+        self.loading_threshold = _gauge(
+            "loading_threshold_seconds",
+            "How long loading may take before TrainJobLoadingTooLong (TRAIN_LOADING_TIMEOUT, or derived).",
+            registry,
+        )
         self.save_steps = _gauge("save_steps", "Optimizer steps between checkpoints (absent: not by steps).", registry)
         self.stop_needed = _gauge(
             "stop_needed_seconds",
@@ -92,6 +102,11 @@ class JobMetrics:
     def set_phase(self, phase: str) -> None:
         for name in PHASES:
             self.phase.labels(phase=name).set(1 if name == phase else 0)
+
+    def start_loading(self, threshold_seconds: float) -> None:
+        self.loading_started.set(time.time())
+        self.loading_threshold.set(threshold_seconds)
+        self.set_phase("loading")
 
     def set_info(self, method: str, model: str, run_id: str) -> None:
         self.info.labels(method=method, model=model, run_id=run_id).set(1)

@@ -36,3 +36,9 @@ def job_metrics() -> JobMetrics:
 def set_phase(phase: str) -> None:
     if enabled():
         job_metrics().set_phase(phase)
+
+
+def start_loading(threshold_seconds: float) -> None:
+    """Phase "loading", when it began and how long it may take (jobs/estimate/loading.py)."""
+    if enabled():
+        job_metrics().start_loading(threshold_seconds)

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 NOT_IDENTITY = frozenset({
     "max_steps", "num_train_epochs", "save_steps", "save_total_limit", "save_strategy", "eval_steps",
     "eval_strategy", "logging_steps", "logging_strategy", "report_to", "output_dir", "disable_tqdm",
-    "hub_token", "push_to_hub", "hub_model_id", "run_name",
+    "hub_token", "push_to_hub", "hub_model_id", "run_name", "ddp_timeout",
 })  # fmt: skip
 
 
