@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the Makefile need, installed only when missing.
-#   scripts/test-tools.sh                 promtool, prometheus, prometheus-pushgateway (run by `make test`)
+#   scripts/test-tools.sh                 promtool, prometheus, prometheus-pushgateway, prometheus-alertmanager
+#                                         (run by `make test`)
 #   scripts/test-tools.sh venv [PYTHON]   python3-venv, before the Makefile creates .venv
 #   scripts/test-tools.sh image           buildah, podman, runc, debootstrap (make image / make image-test)
 # As root: apt-get installs the missing packages without starting their services (the tests start their
@@ -20,6 +21,7 @@ missing() {
     # promtool ships in Debian's prometheus package.
     { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || echo prometheus
     command -v prometheus-pushgateway >/dev/null 2>&1 || echo prometheus-pushgateway
+    command -v prometheus-alertmanager >/dev/null 2>&1 || echo prometheus-alertmanager
   elif [ "$mode" = image ]; then
     for tool in buildah podman runc debootstrap; do
       command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin command -v "$tool" >/dev/null 2>&1 || echo "$tool"
@@ -47,7 +49,8 @@ fi
 servers() {
   command -v ps >/dev/null 2>&1 || return 0
   ps -eo pid=,user:32=,args= | awk '$2 == "prometheus" { name = $3; sub(".*/", "", name) }
-    $2 == "prometheus" && (name == "prometheus" || name == "prometheus-pushgateway") { print $1 }' | sort
+    $2 == "prometheus" && (name == "prometheus" || name == "prometheus-pushgateway" ||
+      name == "prometheus-alertmanager") { print $1 }' | sort
 }
 before=$(servers)
 
@@ -72,7 +75,7 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$
 started=$(comm -13 <(echo "$before") <(servers) | tr '\n' ' ')
 if [ -n "${started// /}" ]; then
   echo "test-tools: the install left server process(es) running, PID(s) ${started% }; the tests start their" \
-    "own servers: stop these (kill PID, or systemctl stop prometheus prometheus-pushgateway)" >&2
+    "own servers: stop these (kill PID, or systemctl stop prometheus prometheus-pushgateway prometheus-alertmanager)" >&2
   exit 1
 fi
 mapfile -t still < <(missing)
