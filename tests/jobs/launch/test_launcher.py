@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,17 +53,21 @@ STALL_SETTINGS = {
 
 def _signal_rank_1_after_a_checkpoint(settings: dict[str, str], layout: OutputLayout, log: Path,
                                       signum: signal.Signals) -> int:  # fmt: skip
-    """Start a 2-rank run, send `signum` to rank 1 once checkpoint-5 is complete; the run's exit code."""
+    """Start a 2-rank run, send `signum` to rank 1 once checkpoint-5 is complete; the run's exit code (how long
+    the group took to end is printed: pytest -s shows it)."""
     with log.open("w") as stderr, started([sys.executable, "entrypoint.py"], cwd=ROOT,
                                           env=clean_env(**settings, TRAIN_MAX_STEPS="400"),
                                           stdout=subprocess.DEVNULL, stderr=stderr) as run:  # fmt: skip
         wait_for(lambda: layout.is_complete(layout.checkpoint(5)), 300, "the first complete checkpoint")
         rank_1 = json.loads(layout.heartbeat_file("1").read_text())["pid"]
         os.kill(rank_1, signum)
+        sent = time.monotonic()
         try:
             # The process group's own timeout (ddp_timeout) is 30 minutes at least: both faults must end the
             # group long before it.
-            return run.wait(timeout=120)
+            code = run.wait(timeout=120)
+            print(f"{signum.name} to rank 1: the group ended {time.monotonic() - sent:.1f} s later, exit {code}")
+            return code
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(rank_1, signal.SIGKILL)

@@ -142,7 +142,9 @@ def test_two_gloo_ranks_stop_at_one_step_and_write_one_checkpoint(demo_model: st
     assert "forwarding it to 2 training process(es)" in stderr
     checkpoints = OutputLayout(tmp_path).checkpoints()
     assert len(checkpoints) == 1 and (checkpoints[0][1] / COMPLETE_MARKER).is_file(), checkpoints
-    assert sorted(p.read_text() for p in OutputLayout(tmp_path).rank_status.iterdir()) == ['{"exit_code": 143}'] * 2
+    assert (
+        sorted(p.read_text() for p in OutputLayout(tmp_path).rank_status.glob("rank-*")) == ['{"exit_code": 143}'] * 2
+    )
     resumed = run_entrypoint(**{**settings, "TRAIN_MAX_STEPS": "30"})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {checkpoints[0][1]}" in resumed.stderr
