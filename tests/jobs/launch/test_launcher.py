@@ -82,28 +82,27 @@ def _resumes(settings: dict[str, str], layout: OutputLayout) -> None:
 
 
 @pytest.mark.slow
-def test_a_stopped_rank_is_named_its_group_ended_within_the_stall_timeout_and_the_restart_resumes(
-    demo_model: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("signum", "expected", "said"),
+    [
+        # A rank that no longer runs: rank 0 waits for it in its next all-reduce; the stall guard names it.
+        (signal.SIGSTOP, EXIT_STALLED, "rank(s) 1 stopped reporting: no heartbeat and no step for "),
+        # A rank that dies: torch's elastic agent ends the group at once; Kubernetes retries exit 1.
+        (signal.SIGKILL, EXIT_CRASH, None),
+    ],
+    ids=["stopped", "killed"],
+)
+def test_a_stopped_or_killed_rank_ends_its_group_with_a_retried_code_and_the_restart_resumes(
+    signum: signal.Signals, expected: int, said: str | None, demo_model: str, tmp_path: Path
 ) -> None:
     settings = {**STALL_SETTINGS, "TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_OUTPUT_DIR": str(tmp_path)}
     layout, log = OutputLayout(tmp_path), tmp_path / "stderr.log"
-    # A rank that no longer runs: rank 0 waits for it in its next all-reduce.
-    code = _signal_rank_1_after_a_checkpoint(settings, layout, log, signal.SIGSTOP)
+    code = _signal_rank_1_after_a_checkpoint(settings, layout, log, signum)
     text = log.read_text()
-    assert code == EXIT_STALLED, text[-3000:]
-    assert "rank(s) 1 stopped reporting: no heartbeat and no step for " in text
-    assert "Timeout (0:00:15)!" in text  # rank 0's own stack dump (faulthandler), waiting for rank 1
-    _resumes(settings, layout)
-
-
-@pytest.mark.slow
-def test_a_killed_rank_ends_its_group_at_once_with_a_retried_code_and_the_restart_resumes(
-    demo_model: str, tmp_path: Path
-) -> None:
-    settings = {**STALL_SETTINGS, "TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_OUTPUT_DIR": str(tmp_path)}
-    layout, log = OutputLayout(tmp_path), tmp_path / "stderr.log"
-    code = _signal_rank_1_after_a_checkpoint(settings, layout, log, signal.SIGKILL)
-    text = log.read_text()
-    assert code == EXIT_CRASH, text[-3000:]  # torch's elastic agent ends the group; Kubernetes retries 1
-    assert "stopped reporting" not in text  # not a stall: the agent saw the rank die
+    assert code == expected, text[-3000:]
+    if said is not None:
+        assert said in text
+        assert "Timeout (0:00:15)!" in text  # rank 0's own stack dump (faulthandler), waiting for rank 1
+    else:
+        assert "stopped reporting" not in text  # not a stall: the agent saw the rank die
     _resumes(settings, layout)

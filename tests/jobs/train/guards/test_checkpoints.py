@@ -43,12 +43,16 @@ def test_no_checkpoint_means_a_fresh_start(tmp_path: Path) -> None:
     assert latest_complete_checkpoint(OutputLayout(tmp_path / "missing")) is None
 
 
-def test_a_second_run_resumes_from_the_last_complete_checkpoint(demo_model: str, tmp_path: Path) -> None:
-    settings = {
+def _saving_every_5_steps(demo_model: str, output: Path) -> dict[str, str]:
+    return {
         "TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model,
-        "TRAIN_DATA_PATH": "dev/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(tmp_path),
+        "TRAIN_DATA_PATH": "dev/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(output),
         "TRAIN_SAVE_STEPS": "5", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEARNING_RATE": "2e-3",
     }  # fmt: skip
+
+
+def test_a_second_run_resumes_from_the_last_complete_checkpoint(demo_model: str, tmp_path: Path) -> None:
+    settings = _saving_every_5_steps(demo_model, tmp_path)
     first = run_entrypoint(TRAIN_MAX_STEPS="10", **settings)
     assert first.returncode == 0, first.stderr[-3000:]
     assert (tmp_path / "checkpoint-10" / COMPLETE_MARKER).is_file()
@@ -112,11 +116,7 @@ def test_by_unit_damaged_checkpoints_are_set_aside_newest_first_until_one_matche
 def test_a_checkpoint_damaged_after_its_save_is_set_aside_and_the_run_resumes_from_the_previous_one(
     demo_model: str, tmp_path: Path
 ) -> None:
-    settings = {
-        "TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model,
-        "TRAIN_DATA_PATH": "dev/demo_data/sft_messages.jsonl", "TRAIN_OUTPUT_DIR": str(tmp_path),
-        "TRAIN_SAVE_STEPS": "5", "TRAIN_LOGGING_STEPS": "5", "TRAIN_LEARNING_RATE": "2e-3",
-    }  # fmt: skip
+    settings = _saving_every_5_steps(demo_model, tmp_path)
     first = run_entrypoint(TRAIN_MAX_STEPS="10", **settings)
     assert first.returncode == 0, first.stderr[-3000:]
     weights = tmp_path / "checkpoint-10" / "model.safetensors"
