@@ -7,7 +7,8 @@
 
 Exit codes: 0 finished, 1 crash (a retry resumes), 2 configuration, 3 data, 4 environment,
 5 out of device memory, 6 diverged, 7 another job holds the output directory (a retry waits for it),
-8 a training rank stalled (a retry resumes), 143 stopped by SIGTERM or Ctrl-C after a complete checkpoint.
+8 a training rank stalled (a retry resumes), 9 the staged final model failed its reload check,
+143 stopped by SIGTERM or Ctrl-C after a complete checkpoint.
 """
 
 from __future__ import annotations
@@ -90,7 +91,12 @@ def run_command(config: JobConfig, command: str) -> int:
         from jobs.launch.launcher import launch
 
         writer.start_loading(run.loading_seconds)
-        return launch(run)
+        code = launch(run)
+        if code == 0 and config.topology.is_main_machine:  # world rank 0 staged final.partial/ on machine 0
+            from jobs.release.reload import check_and_publish
+
+            check_and_publish(run)
+        return code
     finally:
         if lease is not None:
             lease.release()

@@ -29,6 +29,7 @@ EXIT_OUT_OF_MEMORY = 5
 EXIT_DIVERGED = 6
 EXIT_BUSY = 7
 EXIT_STALLED = 8
+EXIT_NOT_PUBLISHED = 9
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended
 
 EXIT_CODES: tuple[ExitCode, ...] = (
@@ -55,6 +56,12 @@ EXIT_CODES: tuple[ExitCode, ...] = (
         "a training rank stopped finishing steps for TRAIN_STALL_TIMEOUT (the log names it); the group was ended, "
         "retried: the restart resumes",
         retry=True,
+    ),
+    ExitCode(
+        EXIT_NOT_PUBLISHED,
+        "the staged final model does not reload from disk, or computes other logits than training did; the "
+        "previous final/ is unchanged",
+        retry=False,
     ),
     ExitCode(EXIT_TERMINATED, "stopped by SIGTERM or Ctrl-C after writing a complete checkpoint", retry=True),
 )
@@ -116,6 +123,13 @@ class WriterBusy(JobError):
 
     exit_code = EXIT_BUSY
     kind = "output directory busy"
+
+
+class NotPublished(JobError):
+    """The staged final model failed its reload check (jobs/release/reload.py); nothing was published."""
+
+    exit_code = EXIT_NOT_PUBLISHED
+    kind = "final model not published"
 
 
 class TerminatedBySignal(JobError):

@@ -14,6 +14,8 @@
   rank_status/rank-<n>.json           each rank's exit code, for the launcher
   rank_status/heartbeat-<n>.json      each rank's liveness and progress while it trains (jobs/train/guards/stall.py)
   final.partial/ -> final/            the published model; a previous final/ is kept as final.<time>
+  final.partial.logits.safetensors    a sample prompt's logits from the trained model, for the reload check
+                                      before final.partial/ is published (jobs/release/reload.py)
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class OutputLayout:
     @property
     def final_partial(self) -> Path:
         return self.root / "final.partial"
+
+    @property
+    def reload_reference(self) -> Path:
+        return self.root / "final.partial.logits.safetensors"
 
     @property
     def run_identity(self) -> Path:

@@ -1,10 +1,12 @@
-"""Publishing the trained model: `final/` written beside itself and renamed into place, with what produced it.
+"""Staging the trained model: `final.partial/`, with what produced it, for the parent to check and publish.
 
 `final/` holds the model or LoRA adapter and the tokenizer (`from_pretrained`-loadable), the effective
 configuration (secrets redacted), the validation report, the log history and `run_manifest.json`: package
 versions, git revision, the data's files and hashes as preflight recorded them (the sources are never
-read again here), the run id. It is written into `final.partial/` and renamed into place; an existing
-`final/` is kept under a timestamped name, never overwritten.
+read again here), the run id. It is written into `final.partial/`, with the logits the trained model gives a
+sample prompt beside it; once the training processes have exited, the entrypoint loads the staged copy
+from disk, compares its logits and renames it into place (jobs/release/reload.py); an existing `final/` is
+kept under a timestamped name, never overwritten.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def save_final(trainer: Any, run: ResolvedRun, tokenizer: Any) -> None:
     trainer.accelerator.wait_for_everyone()
     if not weights_are_finite(trainer.model):
         raise TrainingDiverged("the trained weights hold NaN or infinite values; final/ was not published")
+    reference = sample_logits(trainer)  # every rank: under ZeRO-3 the forward pass gathers the shards
     trainer.save_model(str(partial))  # every rank: DeepSpeed ZeRO-3 gathers the shards here
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(str(partial))
@@ -51,9 +54,29 @@ def save_final(trainer: Any, run: ResolvedRun, tokenizer: Any) -> None:
         if report is not None:
             shutil.copy2(layout.report, partial / layout.report.name)
         _write_json(partial / "run_manifest.json", manifest(run, report, trainer.state.global_step))
-        publish_final(partial, layout.final)
-        logger.info("final model saved: %s", layout.final)
+        from safetensors.torch import save_file
+
+        save_file(reference, str(layout.reload_reference))  # last: the staging is complete once it exists
+        logger.info("final model staged: %s (published once it reloads: jobs/release/reload.py)", partial)
     trainer.accelerator.wait_for_everyone()
+
+
+SAMPLE_TOKENS = 64
+
+
+def sample_logits(trainer: Any) -> dict[str, Any]:
+    """The trained model's logits for the first training row (its first SAMPLE_TOKENS tokens, prompt and
+    answer), taken in memory before the trainer is freed: what the staged copy must reproduce."""
+    import torch
+
+    row = trainer.train_dataset[0]
+    ids = row.get("input_ids") or [*row["prompt_ids"], *(row.get("chosen_ids") or row.get("completion_ids") or [])]
+    input_ids = torch.tensor([ids[:SAMPLE_TOKENS]], device=trainer.accelerator.device)
+    model = trainer.model
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits
+    return {"input_ids": input_ids.cpu(), "logits": logits.float().cpu().contiguous()}
 
 
 def stops_on_closing_token(directory: Path, run: ResolvedRun, stop: dict[str, Any] | None) -> None:
@@ -148,26 +171,6 @@ def git_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None
-
-
-def publish_final(partial: Path, final: Path) -> None:
-    """Move a fully written model directory into place, keeping any previous final model. Its files get
-    the modes the umask gives new files: safetensors writes weights 0600, which another user (a serving
-    or evaluation pod, the volume's group) could not read."""
-    readable_as_umask_allows(partial)
-    if final.exists():
-        kept = final.with_name(f"{final.name}.{time.strftime('%Y%m%d-%H%M%S')}")
-        final.rename(kept)
-        logger.warning("kept the previous final model as %s", kept)
-    partial.rename(final)
-
-
-def readable_as_umask_allows(directory: Path) -> None:
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in directory.rglob("*"):
-        if path.is_file():
-            path.chmod(0o666 & ~mask | (path.stat().st_mode & 0o111))
 
 
 def discard(path: Path) -> None:

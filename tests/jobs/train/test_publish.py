@@ -12,7 +12,7 @@ import pytest
 
 from dev.demo import DEMOS
 from dev.testing import run_entrypoint
-from jobs.train.publish import publish_final
+from jobs.release.reload import publish_final
 
 
 def test_publishing_keeps_the_previous_final_model(tmp_path: Path) -> None:
