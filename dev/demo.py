@@ -155,7 +155,7 @@ def build_model(directory: Path, shape: str = "tiny") -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from jobs.train.publish import readable_as_umask_allows
+    from jobs.release.reload import readable_as_umask_allows
 
     tokenizer = build_tokenizer()
     config = LlamaConfig(
