@@ -69,14 +69,13 @@ def sample_logits(trainer: Any) -> dict[str, Any]:
     answer), taken in memory before the trainer is freed: what the staged copy must reproduce."""
     import torch
 
+    from jobs.release.reload import sample_forward
+
     row = trainer.train_dataset[0]
     ids = row.get("input_ids") or [*row["prompt_ids"], *(row.get("chosen_ids") or row.get("completion_ids") or [])]
-    input_ids = torch.tensor([ids[:SAMPLE_TOKENS]], device=trainer.accelerator.device)
-    model = trainer.model
-    model.eval()
-    with torch.no_grad():
-        logits = model(input_ids=input_ids).logits
-    return {"input_ids": input_ids.cpu(), "logits": logits.float().cpu().contiguous()}
+    input_ids = torch.tensor([ids[:SAMPLE_TOKENS]])
+    logits = sample_forward(trainer.model, input_ids, trainer.accelerator.device)
+    return {"input_ids": input_ids, "logits": logits.contiguous()}
 
 
 def stops_on_closing_token(directory: Path, run: ResolvedRun, stop: dict[str, Any] | None) -> None:
