@@ -3,11 +3,12 @@
     python entrypoint.py            # validate, then train (TRAIN_METHOD: see --help)
     python entrypoint.py validate   # config and data checks only; writes validation_report.json
     python entrypoint.py estimate   # the peak memory of a training process, against this machine's
+    python entrypoint.py merge OUTPUT_DIR   # a finished LoRA run's final/merged/ (as TRAIN_MERGE_ADAPTER)
     python entrypoint.py --help     # every TRAIN_* variable with type, default and help
 
 Exit codes: 0 finished, 1 crash (a retry resumes), 2 configuration, 3 data, 4 environment,
 5 out of device memory, 6 diverged, 7 another job holds the output directory (a retry waits for it),
-8 a training rank stalled (a retry resumes), 9 the staged final model failed its reload check,
+8 a training rank stalled (a retry resumes), 9 the staged final model or its merged copy failed its reload check,
 143 stopped by SIGTERM or Ctrl-C after a complete checkpoint.
 """
 
@@ -40,7 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="entrypoint.py", description=__doc__, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", nargs="?", choices=["train", "validate", "estimate"], default="train")
+    parser.add_argument("command", nargs="?", choices=["train", "validate", "estimate", "merge"], default="train")
+    parser.add_argument("output_dir", nargs="?", help="merge: the finished run's output directory")
     return parser.parse_args(argv)
 
 
@@ -96,10 +98,42 @@ def run_command(config: JobConfig, command: str) -> int:
             from jobs.release.reload import check_and_publish
 
             check_and_publish(run)
+            if run.job.merge_adapter:
+                from jobs.release.merge import merge_final
+
+                merge_final(run.layout.final, str(run.model["model_name_or_path"]), run.job.memory_check)
         return code
     finally:
         if lease is not None:
             lease.release()
+
+
+def merge(output_dir: str | None) -> int:
+    """`entrypoint.py merge OUTPUT_DIR`: final/merged/ for a finished LoRA run, by the code TRAIN_MERGE_ADAPTER
+    runs (jobs/release/merge.py); the base is the one the adapter names, or TRAIN_MODEL_NAME_OR_PATH."""
+    import uuid
+    from pathlib import Path
+
+    from jobs.config.settings import JobSettings
+    from jobs.errors import EXIT_BUSY, ConfigError
+    from jobs.launch.launcher import stop_at_once
+    from jobs.layout import OutputLayout
+    from jobs.preflight.lease import acquire
+    from jobs.release.merge import merge_final
+
+    if not output_dir or not Path(output_dir).is_dir():
+        raise ConfigError(f"`entrypoint.py merge OUTPUT_DIR` needs a finished run's output directory: {output_dir!r}")
+    memory_check = os.environ.get("TRAIN_MEMORY_CHECK", JobSettings.memory_check)
+    if memory_check not in ("refuse", "warn", "off"):
+        raise ConfigError(f"TRAIN_MEMORY_CHECK={memory_check!r}: expected refuse, warn or off")
+    lease = acquire(Path(output_dir), f"merge-{uuid.uuid4().hex[:12]}", JobSettings.lock_stale_seconds,
+                    on_lost=lambda reason: stop_at_once(reason, EXIT_BUSY))  # fmt: skip
+    try:
+        merge_final(OutputLayout(Path(output_dir)).final, os.environ.get("TRAIN_MODEL_NAME_OR_PATH") or None,
+                    memory_check)  # fmt: skip
+    finally:
+        lease.release()
+    return 0
 
 
 def take_lease(config: JobConfig) -> Lease | None:
@@ -122,10 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     config, exporter = None, None
     try:
-        config = load_config(os.environ, require_data=args.command != "estimate")
-        if args.command == "train":
-            exporter = exporter_process.start(config)
-        code = run_command(config, args.command)
+        if args.command == "merge":
+            code = merge(args.output_dir)
+        else:
+            config = load_config(os.environ, require_data=args.command != "estimate")
+            if args.command == "train":
+                exporter = exporter_process.start(config)
+            code = run_command(config, args.command)
     except Exception as error:
         code = exit_code_of(error)
     logger.log(logging.INFO if code == 0 else logging.ERROR, "exit code %d", code)

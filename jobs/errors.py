@@ -59,8 +59,8 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ),
     ExitCode(
         EXIT_NOT_PUBLISHED,
-        "the staged final model does not reload from disk, or computes other logits than training did; the "
-        "previous final/ is unchanged",
+        "the staged final model (or its merged copy) does not reload from disk, or computes other logits than "
+        "training (or the adapter) did; the previous final/ (or final/merged/) is unchanged",
         retry=False,
     ),
     ExitCode(EXIT_TERMINATED, "stopped by SIGTERM or Ctrl-C after writing a complete checkpoint", retry=True),
@@ -126,7 +126,8 @@ class WriterBusy(JobError):
 
 
 class NotPublished(JobError):
-    """The staged final model failed its reload check (jobs/release/reload.py); nothing was published."""
+    """The staged final model, or its merged copy, failed its reload check (jobs/release/reload.py,
+    jobs/release/merge.py); nothing was published."""
 
     exit_code = EXIT_NOT_PUBLISHED
     kind = "final model not published"

@@ -224,6 +224,14 @@ class JobSettings:
             "refuse: exit 4 above 95 % with the cheapest fix, warn above 80 %; warn: only warn; off: no estimate."
         },
     )
+    merge_adapter: bool = field(
+        default=False,
+        metadata={
+            "help": "A LoRA or QLoRA run also publishes final/merged/: the adapter merged into the unquantised base "
+            "in the base's dtype, sharded like it, with the inference chat template, loaded and checked against "
+            "the adapter before it is published. `entrypoint.py merge OUTPUT_DIR` does it for a finished run."
+        },
+    )
     profile: int = field(
         default=0,
         metadata={
@@ -521,6 +529,9 @@ def load_config(environ: Mapping[str, str], require_data: bool = True) -> JobCon
         raise ConfigError(f"{len(problems)} problem(s) with the distributed settings", problems)
     _require(job, require_data)
     _check_model_combinations(values["model"])
+    if job.merge_adapter and not values["model"].get("use_peft"):
+        raise ConfigError("TRAIN_MERGE_ADAPTER=true merges a LoRA adapter into its base: it needs TRAIN_USE_PEFT=true "
+                          "(a full fine-tune's final/ is already a whole model)")  # fmt: skip
     return JobConfig(
         job=job,
         model=values["model"],

@@ -60,13 +60,18 @@ def budget_for(plan: Plan, processes_here: int) -> Budget:
             f"GPU 0 ({gpus[0].name}) less {CUDA_CONTEXT / 2**30:.2f} GiB for CUDA",
             1,
         )
+    return host_budget(processes_here)
+
+
+def host_budget(processes: int = 1) -> Budget:
+    """The memory of this machine's CPUs: the smaller of the container's cgroup limit and the host's RAM."""
     import psutil
 
     ram = int(psutil.virtual_memory().total)
     limit = cgroup_limit()
     if limit is not None and limit < ram:
-        return Budget(limit, "the container's memory limit (cgroup memory.max)", processes_here)
-    return Budget(ram, "host RAM", processes_here)
+        return Budget(limit, "the container's memory limit (cgroup memory.max)", processes)
+    return Budget(ram, "host RAM", processes)
 
 
 def plan_for(run: ResolvedRun) -> Plan:

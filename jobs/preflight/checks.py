@@ -15,6 +15,7 @@ from pathlib import Path
 from jobs.config.resolved import ResolvedRun
 from jobs.errors import ConfigError, EnvironmentProblem
 from jobs.estimate.formula import checkpoint_bytes, human_size, read_tensors
+from jobs.estimate.merge import weight_file_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +80,18 @@ def check_disk_room(run: ResolvedRun) -> None:
         return
     lora_rank = int(run.model_setting("lora_r")) if run.model_setting("use_peft") else None
     dtype = str(run.model_setting("dtype"))
-    needed = CHECKPOINTS_OF_ROOM * one
+    # TRAIN_MERGE_ADAPTER writes a whole model beside them: the base's weights, in its dtype
+    merged = weight_file_bytes(Path(str(run.model["model_name_or_path"]))) if run.job.merge_adapter else 0
+    needed = CHECKPOINTS_OF_ROOM * one + merged
     output_dir = run.config.output_dir
     free = shutil.disk_usage(output_dir).free
     if free < needed:
         what = f"LoRA r={lora_rank} adapter" if lora_rank else f"full {dtype} fine-tune"
+        also = f" and the merged model (TRAIN_MERGE_ADAPTER, {human_size(merged)})" if merged else ""
         raise EnvironmentProblem(
             f"TRAIN_OUTPUT_DIR={output_dir} has {human_size(free)} free, but a checkpoint of this {what} "
-            f"(weights and AdamW states) takes about {human_size(needed / CHECKPOINTS_OF_ROOM)} and the job needs room "
-            f"for {CHECKPOINTS_OF_ROOM}: {human_size(needed)}. Mount a larger volume, free space, or train LoRA "
+            f"(weights and AdamW states) takes about {human_size(one)} and the job needs room "
+            f"for {CHECKPOINTS_OF_ROOM}{also}: {human_size(needed)}. Mount a larger volume, free space, or train LoRA "
             "(TRAIN_USE_PEFT=true)"
         )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from jobs.config.resolved import ResolvedRun
 from jobs.estimate.loading import loading_threshold
 from jobs.estimate.memory import check_memory
+from jobs.estimate.merge import check_merge_memory, planned_adapter_bytes
 from jobs.integrity import set_aside_damaged
 from jobs.preflight.checks import check_disk_room, check_model_dir, check_report_to
 from jobs.preflight.data import validate_data
@@ -24,9 +25,13 @@ def run_preflight(run: ResolvedRun, *, for_training: bool) -> ResolvedRun:
     """The model and data checks, in order of cost (after `check_output_dir`); the run as preflight found it:
     with or without evaluation data, with its memory estimate."""
     main = run.config.topology.is_main_machine  # machine 0 alone changes the shared output volume
+    model_dir = Path(str(run.config.model.get("model_name_or_path")))
     if for_training:
         check_model_dir(run.model.get("model_name_or_path"))
         run = dataclasses.replace(run, memory=check_memory(run))
+        if run.job.merge_adapter and main:  # the merge runs on machine 0's CPU once training is over
+            lora_rank = int(run.model_setting("lora_r"))
+            check_merge_memory(model_dir, planned_adapter_bytes(model_dir, lora_rank), run.job.memory_check)
         check_disk_room(run)
         check_report_to(run)
         if main:
@@ -40,5 +45,4 @@ def run_preflight(run: ResolvedRun, *, for_training: bool) -> ResolvedRun:
         check_resume(run, report["prepared"])
     run = run.with_evaluation("eval" in report["prepared"])
     records = int(report["prepared"].get("train", {}).get("records", 0))
-    model_dir = Path(str(run.config.model.get("model_name_or_path")))
     return run.with_loading(loading_threshold(run.job.loading_timeout, model_dir, records))

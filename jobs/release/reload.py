@@ -42,19 +42,17 @@ def check_and_publish(run: ResolvedRun) -> None:
     layout = run.layout
     staged, reference_path = layout.final_partial, layout.reload_reference
     gc.collect()  # an in-process run's trainer, freed before a second copy loads
-    from safetensors.torch import load_file
-
-    reference = load_file(str(reference_path))
+    reference = _read_reference(staged, reference_path)
     started = time.monotonic()
     try:
         model = _load_staged(run, staged)
     except Exception as error:  # whatever fails to load is the finding, reported as such
         raise NotPublished(_refusal(staged, f"it does not load ({type(error).__name__}: {error})")) from None
-    logits = _logits(model, reference["input_ids"])
+    logits = sample_forward(model, reference["input_ids"], next(model.parameters()).device)
     del model
     dtype = str(run.model_setting("dtype") or "float32")
     quantized = bool(run.model_setting("load_in_4bit") or run.model_setting("load_in_8bit"))
-    difference, why = _compare(logits, reference["logits"], dtype, quantized)
+    difference, why = compare_logits(logits, reference["logits"], dtype, quantized)
     if why:
         raise NotPublished(_refusal(staged, why))
     logger.info("%s reloads from disk and matches the trained model (max |logit difference| %.2g, %s tolerance; "
@@ -64,7 +62,7 @@ def check_and_publish(run: ResolvedRun) -> None:
     logger.info("final model saved: %s", layout.final)
 
 
-def _compare(logits: Any, expected: Any, dtype: str, quantized: bool) -> tuple[float, str | None]:
+def compare_logits(logits: Any, expected: Any, dtype: str, quantized: bool) -> tuple[float, str | None]:
     """The largest difference, and why it is too large (None: within the dtype's tolerance)."""
     import torch
 
@@ -76,6 +74,18 @@ def _compare(logits: Any, expected: Any, dtype: str, quantized: bool) -> tuple[f
         return difference, None
     return difference, (f"its logits differ from the trained model's by up to {difference:.3g} on the sample "
                         f"prompt (tolerance for {dtype}: rtol {rtol}, atol {atol})")  # fmt: skip
+
+
+def _read_reference(staged: Path, path: Path) -> dict[str, Any]:
+    """The trained model's logits, written last by the training process: without them there is nothing to
+    compare with (a staging cut short, a file removed by hand)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as error:
+        raise NotPublished(_refusal(staged, f"the trained model's logits {path} do not read ({error})")) from None
 
 
 def _refusal(staged: Path, what: str) -> str:
@@ -95,10 +105,6 @@ def _load_staged(run: ResolvedRun, staged: Path) -> Any:
         return PeftModel.from_pretrained(base, str(staged))
     model_args = build_model_config({**run.model, "model_name_or_path": str(staged)})
     return load_model(model_args)
-
-
-def _logits(model: Any, input_ids: Any) -> Any:
-    return sample_forward(model, input_ids, next(model.parameters()).device)
 
 
 def sample_forward(model: Any, input_ids: Any, device: Any) -> Any:

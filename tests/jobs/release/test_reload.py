@@ -67,3 +67,15 @@ def test_a_staged_file_truncated_before_the_check_is_not_published_and_final_sta
     assert layout.final_partial.is_dir() and not list(tmp_path.glob("final.2*"))
     manifest = json.loads((layout.final_partial / "run_manifest.json").read_text())
     assert manifest["global_step"] == 3
+
+
+def test_a_staging_without_the_trained_models_logits_is_not_published(tmp_path: Path) -> None:
+    from jobs.errors import NotPublished
+    from jobs.release.reload import _read_reference
+
+    layout = OutputLayout(tmp_path)
+    with pytest.raises(NotPublished, match=r"the trained model's logits .* do not read"):
+        _read_reference(layout.final_partial, layout.reload_reference)
+    layout.reload_reference.write_bytes(b"cut sho")
+    with pytest.raises(NotPublished, match="do not read"):
+        _read_reference(layout.final_partial, layout.reload_reference)
