@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import estimate, exporter, first_step, integrity, memory, packing, training, validation
+from bench import estimate, exporter, first_step, integrity, memory, merge, packing, training, validation
 from bench.common import ROOT, publish
 
 PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -30,6 +30,7 @@ PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "first_step": first_step.run,
     "exporter": exporter.run,
     "integrity": integrity.run,
+    "merge": merge.run,
 }
 RESULTS = ROOT / "bench" / "results"
 TABLE = ROOT / "BENCHMARKS.md"
@@ -102,7 +103,7 @@ def table_lines(results: dict[str, Any]) -> list[str]:
     for name, lines_of in (("training", _training_lines), ("memory", _memory_lines), ("estimate", _estimate_lines),
                            ("packing", _packing_lines), ("validation", _validation_lines),
                            ("first_step", _first_step_lines), ("exporter", _exporter_lines),
-                           ("integrity", _integrity_lines)):  # fmt: skip
+                           ("integrity", _integrity_lines), ("merge", _merge_lines)):  # fmt: skip
         if name in results:
             lines += [*lines_of(results[name]), ""]
     return lines
@@ -195,6 +196,18 @@ def _integrity_lines(i: dict[str, Any]) -> list[str]:
     return [f"Checkpoint checksums, 76M model, {i['checkpoint_bytes'] / 1e9:.2f} GB in {i['files']} files: written in "
             f"{i['save_seconds']} s, hashed in the save in {i['checksum_seconds']} s ({i['checksums_over_save']:.2f} "
             f"of the write), verified before a resume in {i['verify_seconds']} s ({i['verify_over_save']:.2f})."]  # fmt: skip
+
+
+def _merge_lines(m: dict[str, Any]) -> list[str]:
+    lines = ["| LoRA r=16 merged into the 76M model (`entrypoint.py merge`) | shards | s | peak RSS | estimate | "
+             "peak / estimate |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for dtype in ("float32", "bfloat16"):
+        if dtype in m:
+            r = m[dtype]
+            lines.append(f"| {dtype} base, {r['weights_bytes'] / 1e6:.0f} MB | {r['shards']} | {r['seconds']} "
+                         f"({r['seconds_range'][0]}-{r['seconds_range'][1]}) | {r['peak_rss_bytes'] / 1e9:.2f} GB | "
+                         f"{r['estimate_bytes'] / 1e9:.2f} GB | {r['peak_over_estimate']:.2f} |")  # fmt: skip
+    return lines
 
 
 def write_table(results: dict[str, Any]) -> None:
