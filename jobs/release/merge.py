@@ -33,6 +33,7 @@ from typing import Any
 
 from jobs.errors import ConfigError, EnvironmentProblem, NotPublished
 from jobs.estimate.merge import check_merge_memory, shard_bytes
+from jobs.preflight.checks import check_model_dir
 from jobs.release.reload import compare_logits, publish_final, sample_forward
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,23 @@ def _base_dir(final: Path, base: str | None) -> Path:
     named = base or json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
     if not named or not Path(named).is_dir():
         raise EnvironmentProblem(f"the adapter's base model {named!r} (adapter_config.json's base_model_name_or_path) "
-                                 "is not a directory here: mount the base model where training read it")  # fmt: skip
+                                 "is not a directory here: mount the base model where training read it, or name it "
+                                 "with TRAIN_MODEL_NAME_OR_PATH")  # fmt: skip
+    check_model_dir(named)
+    _check_unquantised(Path(named))
     return Path(named)
+
+
+def _check_unquantised(base_dir: Path) -> None:
+    """Merging into stored 4-bit or 8-bit weights would round the update away, and serve a quantised model:
+    the adapter goes into the unquantised weights it was made from."""
+    quantization = json.loads((base_dir / "config.json").read_text(encoding="utf-8")).get("quantization_config")
+    if quantization:
+        raise EnvironmentProblem(
+            f"the base model {base_dir} is stored quantised ({quantization.get('quant_method')}): merge the adapter "
+            "into the unquantised weights instead; point TRAIN_MODEL_NAME_OR_PATH at them and run "
+            "`entrypoint.py merge OUTPUT_DIR`"
+        )
 
 
 def _merge_into(base_dir: Path, final: Path, partial: Path) -> tuple[list[Any], str]:
@@ -83,11 +99,14 @@ def _merge_into(base_dir: Path, final: Path, partial: Path) -> tuple[list[Any], 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto")
+    try:
+        base = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto")
+        tokenizer = AutoTokenizer.from_pretrained(final)
+        model = PeftModel.from_pretrained(base, final)
+    except (OSError, ValueError, RuntimeError) as error:  # a missing or mismatched file: named, no traceback
+        raise EnvironmentProblem(f"the merge cannot load the adapter in {final} onto {base_dir}: {error}") from None
     dtype = str(base.dtype).removeprefix("torch.")
-    tokenizer = AutoTokenizer.from_pretrained(final)
     prompts = fixed_prompts(tokenizer)
-    model = PeftModel.from_pretrained(base, final)
     expected = [sample_forward(model, ids, torch.device("cpu")) for ids in prompts]
     merged = model.merge_and_unload(safe_merge=True)
     if (final / "generation_config.json").is_file():

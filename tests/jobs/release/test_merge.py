@@ -153,6 +153,7 @@ def write_header_only_model(directory: Path, parameters: int) -> None:
     headers only, so a model far larger than this machine needs no such file."""
     directory.mkdir(parents=True)
     (directory / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (directory / "tokenizer.json").write_text("{}")  # never read: the estimate refuses first
     side = int(parameters**0.5)
     header = json.dumps({"model.layers.0.mlp.up_proj.weight": {
         "dtype": "BF16", "shape": [side, side], "data_offsets": [0, 2 * side * side]}}).encode()  # fmt: skip
@@ -215,3 +216,24 @@ def test_the_inference_template_renders_what_the_training_template_renders() -> 
 
 def test_exit_9_is_what_a_refused_merge_returns() -> None:
     assert NotPublished("x").exit_code == EXIT_NOT_PUBLISHED
+
+
+def test_a_base_stored_quantised_or_missing_is_refused_with_what_to_point_at(demo_model: str, tmp_path: Path) -> None:
+    import shutil
+
+    base = tmp_path / "base-4bit"
+    shutil.copytree(demo_model, base)
+    config = json.loads((base / "config.json").read_text())
+    (base / "config.json").write_text(json.dumps({**config, "quantization_config": {"quant_method": "bitsandbytes"}}))
+    final = tmp_path / "out" / "final"
+    final.mkdir(parents=True)
+    (final / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+
+    run = run_entrypoint("merge", str(tmp_path / "out"))
+    assert run.returncode == EXIT_ENVIRONMENT, run.stderr[-3000:]
+    assert f"the base model {base} is stored quantised (bitsandbytes): merge the adapter" in run.messages()
+
+    run = run_entrypoint("merge", str(tmp_path / "out"), TRAIN_MODEL_NAME_OR_PATH=str(tmp_path / "nowhere"))
+    assert run.returncode == EXIT_ENVIRONMENT, run.stderr[-3000:]
+    assert "is not a directory here: mount the base model" in run.messages()
+    assert "Traceback" not in run.stderr
