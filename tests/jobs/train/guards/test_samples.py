@@ -83,7 +83,7 @@ def _greedy_from_final(final: Path, prompt: str, max_new_tokens: int) -> tuple[s
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(final)
-    model = AutoModelForCausalLM.from_pretrained(final).eval()
+    model: Any = AutoModelForCausalLM.from_pretrained(final).eval()  # its generate() is typed for a protocol
     ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids
     output = model.generate(ids, attention_mask=ids.new_ones(ids.shape), do_sample=False,
                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
