@@ -204,8 +204,8 @@ def _samples_lines(s: dict[str, Any]) -> list[str]:
             f"job ran it {s['round_seconds_median']} s ({s['stopped']} of {s['samples']} stopped); none stopping "
             f"{s['worst_round_seconds']} s, {s['worst_round_in_steps']} optimizer steps of {s['step_seconds']} s, "
             f"{s['share_at_default_cadence']:.3f} of the training between two evaluations every "
-            f"{s['default_eval_steps']} steps (goal {s['goal']}) {verdict}; measured overhead at every "
-            f"{s['eval_steps']} steps: {s['overhead_at_this_cadence']:.3f}."]  # fmt: skip
+            f"{s['default_eval_steps']} steps (goal {s['goal']}) {verdict}; the rounds' share of the run "
+            f"evaluated every {s['eval_steps']} steps: {s['share_at_this_cadence']:.3f}."]  # fmt: skip
 
 
 def write_table(results: dict[str, Any]) -> None:
