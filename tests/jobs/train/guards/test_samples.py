@@ -92,6 +92,15 @@ def _greedy_from_final(final: Path, prompt: str, max_new_tokens: int) -> tuple[s
     return tokenizer.decode(generated, skip_special_tokens=True), stopped
 
 
+def _tensorboard_text_steps(directory: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert len(list(directory.glob("events.out.tfevents.*"))) == 1, "a second TensorBoard writer"
+    events = EventAccumulator(str(directory), size_guidance={"tensors": 0})
+    events.Reload()
+    return [event.step for event in events.Tensors(f"{tag}/text_summary")]
+
+
 def test_samples_at_each_evaluation_and_at_the_end_match_the_published_model(demo_model: str, tmp_path: Path) -> None:
     run = run_entrypoint(TRAIN_METHOD="dpo", TRAIN_MODEL_NAME_OR_PATH=demo_model, TRAIN_DATA_PATH=str(DEMOS["dpo"].data),
                          TRAIN_OUTPUT_DIR=str(tmp_path), TRAIN_MAX_STEPS="4", TRAIN_EVAL_SPLIT="0.1",
@@ -105,6 +114,7 @@ def test_samples_at_each_evaluation_and_at_the_end_match_the_published_model(dem
               for key in ((2, "eval"), (4, "eval"), (4, "final"))]  # fmt: skip
     assert rounds[0] == rounds[1] == rounds[2] and len(set(rounds[0])) == 8  # fixed, distinct prompts
     assert "samples at step 4 (final): " in run.messages()
+    assert _tensorboard_text_steps(tmp_path / "tensorboard", "samples/0") == [2, 4, 4]  # one writer, still open
     final = next(line for line in lines if line["phase"] == "final")
     assert _greedy_from_final(tmp_path / "final", final["prompt"], 12) == (final["completion"], final["stopped"])
 
