@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import estimate, exporter, first_step, integrity, memory, merge, packing, training, validation
+from bench import estimate, exporter, first_step, integrity, memory, merge, packing, samples, training, validation
 from bench.common import ROOT, publish
 
 PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -31,6 +31,7 @@ PARTS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "exporter": exporter.run,
     "integrity": integrity.run,
     "merge": merge.run,
+    "samples": samples.run,
 }
 RESULTS = ROOT / "bench" / "results"
 TABLE = ROOT / "BENCHMARKS.md"
@@ -103,7 +104,8 @@ def table_lines(results: dict[str, Any]) -> list[str]:
     for name, lines_of in (("training", _training_lines), ("memory", _memory_lines), ("estimate", _estimate_lines),
                            ("packing", _packing_lines), ("validation", _validation_lines),
                            ("first_step", _first_step_lines), ("exporter", _exporter_lines),
-                           ("integrity", _integrity_lines), ("merge", _merge_lines)):  # fmt: skip
+                           ("integrity", _integrity_lines), ("merge", _merge_lines),
+                           ("samples", _samples_lines)):  # fmt: skip
         if name in results:
             lines += [*lines_of(results[name]), ""]
     return lines
@@ -208,6 +210,16 @@ def _merge_lines(m: dict[str, Any]) -> list[str]:
                          f"({r['seconds_range'][0]}-{r['seconds_range'][1]}) | {r['peak_rss_bytes'] / 1e9:.2f} GB | "
                          f"{r['estimate_bytes'] / 1e9:.2f} GB | {r['peak_over_estimate']:.2f} |")  # fmt: skip
     return lines
+
+
+def _samples_lines(s: dict[str, Any]) -> list[str]:
+    verdict = "✓" if s["share_at_default_cadence"] <= s["goal"] else "✗"
+    return [f"Samples, {s['model']} model, {s['samples']} prompts x {s['max_new_tokens']} new tokens: a round as the "
+            f"job ran it {s['round_seconds_median']} s ({s['stopped']} of {s['samples']} stopped); none stopping "
+            f"{s['worst_round_seconds']} s, {s['worst_round_in_steps']} optimizer steps of {s['step_seconds']} s, "
+            f"{s['share_at_default_cadence']:.3f} of the training between two evaluations every "
+            f"{s['default_eval_steps']} steps (goal {s['goal']}) {verdict}; the rounds' share of the run "
+            f"evaluated every {s['eval_steps']} steps: {s['share_at_this_cadence']:.3f}."]  # fmt: skip
 
 
 def write_table(results: dict[str, Any]) -> None:

@@ -5,6 +5,8 @@
   validation_report.json              what validation found
   train.log                           the job's log lines, appended across restarts
   tensorboard/                        TensorBoard event files
+  samples.jsonl                       greedy generations at each evaluation and at the end, appended across
+                                      restarts (jobs/train/guards/samples.py)
   profile/                            TRAIN_PROFILE's trace, top operators and memory timeline, per rank
   checkpoint-<step>/                  checkpoints (transformers' naming), complete once CHECKPOINT_COMPLETE exists
                                       (it lists each file's size and checksum: jobs/integrity.py)
@@ -63,6 +65,10 @@ class OutputLayout:
     @property
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples.jsonl"
 
     @property
     def profile(self) -> Path:

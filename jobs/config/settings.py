@@ -240,6 +240,23 @@ class JobSettings:
             "min": 0,
         },
     )
+    samples: int = field(
+        default=8,
+        metadata={
+            "help": "Greedy generations from the model being trained, at each evaluation and at the end, for this "
+            "many fixed prompts (the first distinct ones of the evaluation data, else of the training data), "
+            "appended to <output>/samples.jsonl and to TensorBoard. 0: off.",
+            "min": 0,
+        },
+    )
+    sample_max_new_tokens: int = field(
+        default=64,
+        metadata={
+            "help": "Tokens generated at most per sample (TRAIN_SAMPLES). A sample that ends within them on an "
+            "end-of-sequence id (the model's, or the chat template's closing token) counts as stopped.",
+            "min": 1,
+        },
+    )
     metrics_port: int = field(
         default=9464,
         metadata={

@@ -96,6 +96,14 @@ class JobMetrics:
         self.cuda_reserved = _gauge(
             "torch_cuda_max_reserved_bytes", "Peak bytes reserved by torch's caching allocator.", registry, ("gpu",)
         )
+        self.samples_stopped = _gauge(
+            "samples_stopped_ratio",
+            "Share of the last round of samples (TRAIN_SAMPLES) that ended on an end-of-sequence id.",
+            registry,
+        )
+        self.samples_seconds = _gauge(
+            "samples_generation_seconds", "Seconds the last round of samples took to generate.", registry
+        )
         self._tokens_seen: float | None = None
         self._train_start: tuple[float, int] | None = None
 
@@ -154,6 +162,10 @@ class JobMetrics:
             if self._tokens_seen is not None and tokens > self._tokens_seen:
                 self.tokens.inc(tokens - self._tokens_seen)
             self._tokens_seen = tokens
+
+    def samples(self, stopped_ratio: float, seconds: float) -> None:
+        self.samples_stopped.set(stopped_ratio)
+        self.samples_seconds.set(seconds)
 
     def checkpoint_saved(self) -> None:
         self.checkpoints.inc()

@@ -27,6 +27,7 @@ from jobs.train.guards.checkpoints import CheckpointMarker
 from jobs.train.guards.divergence import CheckedSteps, DivergenceStop, ReadTrainingState, StepHealth, TrainingState
 from jobs.train.guards.peak_memory import PeakWatch
 from jobs.train.guards.progress import ProgressBar, StepLogger, wants_progress_bar
+from jobs.train.guards.samples import SampleGenerations
 from jobs.train.guards.stall import StallWatch
 from jobs.train.guards.stopping import StopAtStepEnd, StopBudget, StoppableSteps, StopRequest
 from jobs.train.model import build_model_config, load_model, load_tokenizer, peft_config
@@ -95,6 +96,10 @@ class Guards:
         return cls(StopAtStepEnd(request), StepHealth(limit=run.job.max_nonfinite_steps),
                    StopBudget(run.job.stop_grace_seconds), TrainingState(), PeakWatch())  # fmt: skip
 
+    def interrupted(self) -> bool:
+        """Whether training ended early: stopped on a signal, or diverged."""
+        return self.stop.stopped_at is not None or self.health.diverged_at is not None
+
     def callbacks(self) -> list[TrainerCallback]:
         # The stop comes before DivergenceStop, so that divergence can cancel a stop's save of non-finite weights;
         # the marker (with its checksums) before the budget, whose save time must include it.
@@ -116,7 +121,23 @@ def callbacks(run: ResolvedRun, method: Method, guards: Guards) -> list[TrainerC
         from jobs.train.guards.metrics_callback import MetricsCallback
 
         found.append(MetricsCallback(method, guards.memory))
+    if run.job.samples > 0:
+        found.append(SampleGenerations(run.layout, run.job.samples, run.job.sample_max_new_tokens, guards.interrupted))
     return found
+
+
+def attach_samples(trainer: Any) -> None:
+    """The samples' callback gets the trainer (its data, model and accelerator), and transformers'
+    TensorBoardCallback moves to the end of the list: it closes its writer at train end, after which the
+    final round of samples could not be written to it."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, SampleGenerations):
+            callback.attach(trainer)
+    tensorboard = trainer.pop_callback(TensorBoardCallback)
+    if tensorboard is not None:
+        trainer.add_callback(tensorboard)
 
 
 def start_deepspeed_early(run: ResolvedRun) -> None:
@@ -173,6 +194,7 @@ def build_trainer(run: ResolvedRun, guards: Guards) -> tuple[Any, Any]:
     trainer.step_health, trainer.training_state = guards.health, guards.readings
     trainer.model_args = model_args  # for the effective config written with the final model
     trainer.stop_at_step_end = guards.stop
+    attach_samples(trainer)
     guards.stop.accelerator = trainer.accelerator
     if hasattr(trainer, "ref_model") and trainer.is_world_process_zero():
         reference = "the policy with its adapter disabled" if trainer.ref_model is None else "a frozen copy"

@@ -39,6 +39,6 @@ def test_variables_and_panels() -> None:
                    "trainjob_eval_loss", "trainjob_learning_rate", "trainjob_grad_norm", "rate(trainjob_tokens_total",
                    "trainjob_dpo_reward_margin", "trainjob_dpo_reward_accuracy", "trainjob_gpu_utilization_ratio",
                    "trainjob_gpu_memory_used_bytes", "trainjob_gpu_temperature_celsius", "trainjob_gpu_power_watts",
-                   "time() - trainjob_last_checkpoint_timestamp_seconds"):  # fmt: skip
+                   "time() - trainjob_last_checkpoint_timestamp_seconds", "trainjob_samples_stopped_ratio"):  # fmt: skip
         assert needed in exprs, needed
     assert all(t["expr"].count("$namespace") for p in panels for t in p["targets"])
