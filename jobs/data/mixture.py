@@ -244,7 +244,7 @@ def _fraction(where: str, value: Any, problems: list[str]) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        hint = " (YAML reads 1e-1 as text: write 0.1)" if isinstance(value, str) else ""
+        hint = f" (YAML 1.1 reads {value} as text: write it with a dot, 0.1)" if _numeric_text(value) else ""
         problems.append(f"{where}.fraction={value!r} is not a number{hint}; give the entry's share, such as 0.3")
         return None
     if not math.isfinite(value) or value <= 0:
@@ -252,6 +252,14 @@ def _fraction(where: str, value: Any, problems: list[str]) -> float | None:
                         "or delete the entry")  # fmt: skip
         return None
     return float(value)
+
+
+def _numeric_text(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
 
 
 def _format(where: str, value: Any, problems: list[str]) -> str:

@@ -38,7 +38,7 @@ def test_a_run_started_before_the_rename_is_checked_against_its_run_manifest(tmp
     run = resolve(load_config(env), Device(gpu=False, bf16=False))
     (tmp_path / "checkpoint-5").mkdir()
     (tmp_path / "checkpoint-5" / COMPLETE_MARKER).write_text("5")
-    prepared = {"train": {"sha256": "a" * 64}}
+    prepared = {"prepared": {"train": {"sha256": "a" * 64}}}
     legacy = {**run_identity(run, prepared), "settings": {"learning_rate": 0.002}}
     (tmp_path / "run_manifest.json").write_text(json.dumps(legacy))
     with pytest.raises(ConfigError) as refused:
@@ -55,7 +55,7 @@ def test_a_record_that_does_not_read_is_exit_2_unless_forced(tmp_path: Path) -> 
     (tmp_path / "checkpoint-5").mkdir()
     (tmp_path / "checkpoint-5" / COMPLETE_MARKER).write_text("5")
     (tmp_path / "run_identity.json").write_text('{"method": "sf')
-    prepared = {"train": {"sha256": "a" * 64}}
+    prepared = {"prepared": {"train": {"sha256": "a" * 64}}}
     with pytest.raises(ConfigError, match="does not read"):
         check_resume(resolve(load_config(env), Device(gpu=False, bf16=False)), prepared)
     forced = resolve(load_config({**env, "TRAIN_RESUME": "force"}), Device(gpu=False, bf16=False))
