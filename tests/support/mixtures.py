@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dev.demo import sft_records
-from dev.testing import ROOT
+from dev.testing import ROOT, Run, clean_env
 
 DEMO = ROOT / "dev" / "demo_data"
 TRL_DOCS = ROOT / "tests" / "data" / "trl_docs"
+
+
+def run_job(*args: str, env: Mapping[str, str]) -> Run:
+    """`run_entrypoint` with the settings as one mapping (a type checker cannot tell them from its timeout)."""
+    result = subprocess.run([sys.executable, str(ROOT / "entrypoint.py"), *args], env=clean_env(**env), cwd=ROOT,
+                            capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    return Run(result.returncode, result.stdout, result.stderr)
 
 
 def sft_sources(root: Path) -> str:

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from dev.demo import dpo_records
-from dev.testing import run_entrypoint, write_jsonl
+from dev.testing import write_jsonl
 from jobs.data.mixture import TRL_ENTRY_FIELDS, TRL_MIXTURE_FIELDS, read_mixture, shares
 from jobs.errors import ConfigError
-from tests.support.mixtures import DEMO, docs_recipe, sft_sources
+from tests.support.mixtures import DEMO, docs_recipe, run_job, sft_sources
 
 
 def _texts(path: Path, source: str, count: int) -> Path:
@@ -25,7 +25,8 @@ def _texts(path: Path, source: str, count: int) -> Path:
 
 def _validate(tmp_path: Path, mix: str, method: str = "sft", **settings: str) -> tuple[Any, dict[str, Any]]:
     out = tmp_path / "out"
-    run = run_entrypoint("validate", TRAIN_METHOD=method, TRAIN_DATA_MIX=mix, TRAIN_OUTPUT_DIR=str(out), **settings)
+    env = {"TRAIN_METHOD": method, "TRAIN_DATA_MIX": mix, "TRAIN_OUTPUT_DIR": str(out), **settings}
+    run = run_job("validate", env=env)
     path = out / "validation_report.json"
     return run, (json.loads(path.read_text()) if path.exists() else {})
 
@@ -311,8 +312,10 @@ def test_refusals_come_before_any_model_loads(demo_model: str, tmp_path: Path) -
     """A training run: the config refusal before preflight, the data refusal in preflight; no training."""
     out = tmp_path / "out"
     base = {"TRAIN_METHOD": "sft", "TRAIN_MODEL_NAME_OR_PATH": demo_model, "TRAIN_OUTPUT_DIR": str(out)}
-    config = run_entrypoint(**base, TRAIN_DATA_MIX="datasets: [{path: /nowhere/a.jsonl}]")
-    data = run_entrypoint(**base, TRAIN_DATA_MIX=f"datasets: [{{path: {TEXT}}}, {{path: {DEMO / 'dpo_pairs.jsonl'}}}]")
+    config = run_job(env={**base, "TRAIN_DATA_MIX": "datasets: [{path: /nowhere/a.jsonl}]"})
+    data = run_job(
+        env={**base, "TRAIN_DATA_MIX": f"datasets: [{{path: {TEXT}}}, {{path: {DEMO / 'dpo_pairs.jsonl'}}}]"}
+    )
     for run, code in ((config, 2), (data, 3)):
         assert run.returncode == code, run.stderr[-2000:]
         assert "Traceback" not in run.stderr and "training sft on" not in run.stderr
@@ -349,3 +352,27 @@ def test_read_mixture_takes_inline_yaml_flow_yaml_and_a_path(tmp_path: Path) -> 
         "TRAIN_DATA_MIX datasets[1].path is missing; every entry names its data (a file, glob or folder)",
         "TRAIN_DATA_MIX datasets[1].fraction='x' is not a number; give the entry's share, such as 0.3",
     ]
+
+
+def test_a_large_source_validated_in_parallel_shards_gives_the_same_mixture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each record's side is kept in order across the shards' files, so a source's first records are the same
+    whether it was read in one pass or in parallel shards."""
+    from jobs.data import shards
+    from jobs.data.mixing import validate_mixture
+    from jobs.data.mixture import resolve_sources
+    from jobs.preflight.data import data_policy
+
+    a, b = _texts(tmp_path / "a.jsonl", "a", 300), _texts(tmp_path / "b.jsonl", "b", 100)
+    mixture = read_mixture(f"datasets: [{{path: {a}, fraction: 0.4}}, {{path: {b}, fraction: 0.6}}]")
+    policy = data_policy("sft", eval_split=0.2, seed=7)
+    outputs = []
+    for name, threshold in (("one-pass", shards.SHARD_MIN_BYTES), ("sharded", 1)):
+        monkeypatch.setattr(shards, "SHARD_MIN_BYTES", threshold)
+        monkeypatch.setattr(shards, "worker_count", lambda: 2)
+        result, report = validate_mixture(mixture, resolve_sources(mixture), (), policy, tmp_path / name)
+        assert result.refused is None, result.refused
+        prepared = [(tmp_path / name / f"{side}.jsonl").read_bytes() for side in ("train", "eval")]
+        outputs.append(([e["selected"] for e in report["entries"]], prepared))
+    assert outputs[0] == outputs[1] and outputs[0][0] == shares([300, 100], [0.4, 0.6]) == [67, 100]

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from dev.demo import dpo_records
-from dev.testing import Run, run_entrypoint, write_jsonl
+from dev.testing import Run, write_jsonl
 from jobs.data.mixture import shares
-from tests.support.mixtures import docs_recipe, sft_sources
+from tests.support.mixtures import docs_recipe, run_job, sft_sources
 
 
 def _train(demo_model: str, out: Path, method: str, mix: str, **settings: str) -> Run:
@@ -27,7 +27,7 @@ def _train(demo_model: str, out: Path, method: str, mix: str, **settings: str) -
         "TRAIN_SAVE_STEPS": "3",
         "TRAIN_LOGGING_STEPS": "1",
     }
-    return run_entrypoint(**{**env, **settings})  # fmt: skip
+    return run_job(env={**env, **settings})
 
 
 def _manifest_mixture(out: Path) -> dict:

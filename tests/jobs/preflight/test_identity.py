@@ -91,3 +91,31 @@ def test_a_restart_resumes_only_into_the_same_run(demo_model: str, tmp_path: Pat
     over = run_entrypoint(**{**base, "TRAIN_RESUME": "never"})
     assert over.returncode == 0 and "resuming from" not in over.stderr, over.stderr[-2000:]
     assert list((tmp_path / "out").glob("previous-checkpoint-12.*")) and over.steps()[0] == 3
+
+
+def _mixture(*fractions: float, sha: str = "a") -> dict:
+    entries = [{"path": f"/d/{i}.jsonl", "split": "train", "columns": None, "format": "auto", "fraction": fraction,
+                "sha256": [sha * 64]} for i, fraction in enumerate(fractions)]  # fmt: skip
+    return {"entries": entries, "test_split_size": 0.1, "seed": 42}
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "expected"),
+    [
+        pytest.param(_mixture(0.7, 0.3), _mixture(0.7, 0.5),
+                     ["TRAIN_DATA_MIX datasets[1] (/d/1.jsonl): fraction 0.3 then, 0.5 now"], id="share"),
+        pytest.param(_mixture(0.7, 0.3), _mixture(0.7, 0.3, sha="b"),
+                     ["TRAIN_DATA_MIX datasets[0] (/d/0.jsonl): its files differ (sha256 bbbbbbbbbbbb)",
+                      "TRAIN_DATA_MIX datasets[1] (/d/1.jsonl): its files differ (sha256 bbbbbbbbbbbb)"], id="files"),
+        pytest.param(_mixture(0.7, 0.3), _mixture(0.7, 0.3, 0.1),
+                     ["TRAIN_DATA_MIX datasets[2] (/d/2.jsonl): added"], id="added"),
+        pytest.param(None, _mixture(1.0), ["the data: TRAIN_DATA_PATH then, TRAIN_DATA_MIX now"],
+                     id="an-identity-without-the-key-had-no-mixture"),
+        pytest.param(_mixture(1.0), _mixture(1.0), [], id="unchanged"),
+    ],
+)  # fmt: skip
+def test_a_changed_mixture_names_the_entry_and_the_field(before: dict | None, now: dict, expected: list[str]) -> None:
+    recorded = {"method": "sft", "model": "/m", "settings": {}, "data_sha256": {}}
+    if before is not None:
+        recorded["mixture"] = before
+    assert changes(recorded, {**recorded, "mixture": now}) == expected
