@@ -29,7 +29,7 @@ from jobs.data.adapters import ADAPTERS
 from jobs.data.formats import FORMATS
 from jobs.data.hygiene import TEXT_CHECKS
 from jobs.data.mixture import VARIABLE as DATA_MIX
-from jobs.data.mixture import Mixture, read_mixture, resolve_sources
+from jobs.data.mixture import Mixture, parse_mixture, resolve_sources
 from jobs.errors import ConfigError
 from jobs.layout import OutputLayout
 from jobs.methods import METHODS
@@ -610,8 +610,8 @@ def _check_model_combinations(model: dict[str, Any]) -> None:
 def _check_data_mix(job: JobSettings, given: dict[str, Any], method: str | None) -> None:
     """TRAIN_DATA_MIX: its YAML and entries (jobs/data/mixture.py), what it may not be combined with, its recipe
     keys held to the TRAIN_* variables, and every source found; one ConfigError with every problem."""
-    mixture = read_mixture(str(job.data_mix))
-    problems = [*_mix_conflicts(job, mixture), *_recipe_problems(mixture.settings, given, method)]
+    mixture, problems = parse_mixture(str(job.data_mix))
+    problems += [*_mix_conflicts(job, mixture), *_recipe_problems(mixture.settings, given, method)]
     try:
         resolve_sources(mixture)
     except ConfigError as error:

@@ -106,6 +106,15 @@ class _StrictLoader(yaml.SafeLoader):
 
 def read_mixture(value: str) -> Mixture:
     """TRAIN_DATA_MIX's value (a path or inline YAML) as a checked mixture; ConfigError with every problem."""
+    mixture, problems = parse_mixture(value)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) with {VARIABLE} ({mixture.source})", problems)
+    return mixture
+
+
+def parse_mixture(value: str) -> tuple[Mixture, list[str]]:
+    """The mixture with the entries that passed their checks, and every problem found; ConfigError only for
+    YAML that does not read as a mapping with `datasets:`."""
     text, source = _text(value)
     document = _load(text, source)
     if not isinstance(document, dict) or "datasets" not in document:
@@ -118,10 +127,8 @@ def read_mixture(value: str) -> Mixture:
         problems.append(f"{VARIABLE}: streaming={document['streaming']!r}: the job validates and prepares every "
                         "record before training, so it never streams; delete the key or set it to false")  # fmt: skip
     settings = _settings(document, problems)
-    if problems:
-        raise ConfigError(f"{len(problems)} problem(s) with {VARIABLE} ({source})", problems)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return Mixture(tuple(entries), test_split_size, source, digest, settings)
+    return Mixture(tuple(entries), test_split_size, source, digest, settings), problems
 
 
 def _text(value: str) -> tuple[str, str]:
