@@ -1,9 +1,10 @@
-"""The data step of preflight: resolve TRAIN_DATA_PATH to files, validate and split every record under the
-method's policy, write the prepared records and `validation_report.json`.
+"""The data step of preflight: resolve TRAIN_DATA_PATH to files (or each TRAIN_DATA_MIX source, mixed by
+jobs/data/mixing.py), validate and split every record under the method's policy, write the prepared records
+and `validation_report.json`.
 
 The report is what later steps read instead of the data: the files with their sha256, the layout they
 were found in, and the prepared files with theirs (the resume identity and the final manifest use it;
-nothing reads TRAIN_DATA_PATH again).
+nothing reads TRAIN_DATA_PATH or TRAIN_DATA_MIX again).
 """
 
 from __future__ import annotations
