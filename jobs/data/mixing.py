@@ -68,7 +68,7 @@ def validate_mixture(
         for source in sources:
             parts.append(_validate_source(source, policy, staging, split, result))
             _check_together(parts)
-        count_repeats(split, [report for part in parts for report in part.reports], result)
+        count_repeats(split, _by_file_number(split, parts), result)
         _mix(parts, writer)
         if evaluation:
             leak = LeakIndex(KeyIndex(split.seen), KeyIndex(split.normalized), split.files)
@@ -107,6 +107,16 @@ def _validate_source(
     for report in part.reports:
         report.source = entry.index
     return part
+
+
+def _by_file_number(split: SplitState, parts: list[_Part]) -> list[FileReport]:
+    """The reports in the shared tables' file numbers: a file named by two entries has one number, and its
+    repeats are counted in its first report (its second copy's records are all duplicates)."""
+    first: dict[str, FileReport] = {}
+    for part in parts:
+        for report in part.reports:
+            first.setdefault(report.path, report)
+    return [first[path] for path in split.files]
 
 
 def _shape_name(split: SplitState) -> str:

@@ -341,16 +341,24 @@ def resolve_sources(mixture: Mixture) -> list[MixSource]:
 
 def _source(entry: MixEntry) -> MixSource:
     where = f"{VARIABLE} datasets[{entry.index}].path"
-    if entry.path in BUILDERS:
-        if not entry.data_files:
-            raise ConfigError(f"{where}={entry.path!r} is a datasets builder: give the files in `data_files`")
-        return _from_data_files(entry, Path(entry.data_dir or "."), where)
+    if entry.path in BUILDERS:  # `path: json` as TRL recipes name local files: data_files, or data_dir's files
+        if entry.data_files:
+            return _from_data_files(entry, Path(entry.data_dir or "."), where)
+        if not entry.data_dir:
+            raise ConfigError(f"{where}={entry.path!r} is a datasets builder: give its files in `data_files` (or "
+                              "their folder in `data_dir`)")  # fmt: skip
+        return _from_path(entry, Path(entry.data_dir), where)
     base = Path(entry.path) / entry.data_dir if entry.data_dir else Path(entry.path)
     if entry.data_files:
         if not base.is_dir():
             raise ConfigError(f"{where}={entry.path!r} is not a folder, and `data_files` are read from one; "
                               f"{NO_DOWNLOAD}")  # fmt: skip
         return _from_data_files(entry, base, where)
+    return _from_path(entry, base, where)
+
+
+def _from_path(entry: MixEntry, base: Path, where: str) -> MixSource:
+    """A file, glob, folder of shards or snapshot folder (the entry's split of it)."""
     if not (base.exists() or any(char in str(base) for char in "*?[")):
         hub = "" if base.is_absolute() or entry.path.startswith(".") else " (a Hub id?)"
         raise ConfigError(f"{where}={entry.path!r}{_of_dir(entry)} is not a local file, glob or folder{hub}; "

@@ -376,3 +376,26 @@ def test_a_large_source_validated_in_parallel_shards_gives_the_same_mixture(
         prepared = [(tmp_path / name / f"{side}.jsonl").read_bytes() for side in ("train", "eval")]
         outputs.append(([e["selected"] for e in report["entries"]], prepared))
     assert outputs[0] == outputs[1] and outputs[0][0] == shares([300, 100], [0.4, 0.6]) == [67, 100]
+
+
+def test_a_file_named_by_two_entries_counts_its_second_copy_as_duplicates(tmp_path: Path) -> None:
+    a, b = _texts(tmp_path / "a.jsonl", "a", 10), _texts(tmp_path / "b.jsonl", "b", 5)
+    run, report = _validate(tmp_path, f"datasets: [{{path: {a}}}, {{path: {a}}}, {{path: {b}}}]")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [(f["path"], f["duplicates"]["count"]) for f in report["files"]] == [(str(a), 10), (str(a), 0), (str(b), 0)]
+    assert [e["selected"] for e in report["mixture"]["entries"]] == [10, 10, 5]
+
+
+def test_a_datasets_builder_reads_data_files_or_the_files_of_data_dir(tmp_path: Path) -> None:
+    folder = tmp_path / "jsonl"
+    folder.mkdir()
+    _texts(folder / "a.jsonl", "a", 4)
+    _texts(folder / "b.jsonl", "b", 6)
+    run, report = _validate(tmp_path, f"datasets: [{{path: json, data_dir: {folder}}}]")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert report["mixture"]["entries"][0]["layout"] == "directory" and report["split"]["train"] == 10
+    split_files = f"datasets: [{{path: json, data_files: {{train: {folder}/b.jsonl, test: {folder}/a.jsonl}}}}]"
+    run, report = _validate(tmp_path, split_files)
+    assert run.returncode == 0 and report["split"]["train"] == 6, run.stderr[-3000:]
+    run, _ = _validate(tmp_path, "datasets: [{path: json}]")
+    assert run.returncode == 2 and "give its files in `data_files`" in run.stderr
