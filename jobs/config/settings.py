@@ -28,6 +28,8 @@ from jobs.config.topology import Topology, read_topology
 from jobs.data.adapters import ADAPTERS
 from jobs.data.formats import FORMATS
 from jobs.data.hygiene import TEXT_CHECKS
+from jobs.data.mixture import VARIABLE as DATA_MIX
+from jobs.data.mixture import Mixture, parse_mixture, resolve_sources
 from jobs.errors import ConfigError
 from jobs.layout import OutputLayout
 from jobs.methods import METHODS
@@ -48,6 +50,16 @@ class JobSettings:
             "help": "Training data (.jsonl, .json, .parquet, optionally .gz): a file, a glob, a directory of "
             "shards, or a Hugging Face dataset snapshot folder (its train split; validation, else test, is the "
             "evaluation data unless TRAIN_EVAL_DATA_PATH is set). Required."
+        },
+    )
+    data_mix: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training data as a TRL dataset mixture instead of TRAIN_DATA_PATH: a .yaml/.yml path, or the "
+            "YAML itself, in TRL's CLI config shape (`datasets:` entries with path, data_dir, data_files, split, "
+            "columns, fraction, and the job's `format`; `test_split_size`). Each entry is a local file, glob or "
+            "folder; `fraction`s take the first rows of each source as TRL does. Other keys of a TRL recipe "
+            "(model_name_or_path, learning_rate, ...) must equal their TRAIN_* variables."
         },
     )
     eval_data_path: str | None = field(
@@ -545,6 +557,8 @@ def load_config(environ: Mapping[str, str], require_data: bool = True) -> JobCon
     if problems:
         raise ConfigError(f"{len(problems)} problem(s) with the distributed settings", problems)
     _require(job, require_data)
+    if job.data_mix:
+        _check_data_mix(job, {**values["job"], **values["model"], **training}, method)
     _check_model_combinations(values["model"])
     if job.merge_adapter and not values["model"].get("use_peft"):
         raise ConfigError("TRAIN_MERGE_ADAPTER=true merges a LoRA adapter into its base: it needs TRAIN_USE_PEFT=true "
@@ -588,10 +602,13 @@ def _read_variable(variable: str, raw: str, method: str | None, values: dict[str
 
 
 def _require(job: JobSettings, require_data: bool) -> None:
-    if require_data and not job.data_path:
+    if require_data and not (job.data_path or job.data_mix):
         raise ConfigError(
-            "TRAIN_DATA_PATH is not set; point it at a .jsonl/.json/.parquet file (`make <method>` sets a demo)"
+            "TRAIN_DATA_PATH is not set; point it at a .jsonl/.json/.parquet file (`make <method>` sets a demo), "
+            "or give a TRL dataset mixture in TRAIN_DATA_MIX"
         )
+    if job.data_path and job.data_mix:
+        raise ConfigError("TRAIN_DATA_PATH and TRAIN_DATA_MIX are both set; give the data once: a path, or a mixture")
     if job.eval_data_path and job.eval_split > 0:
         raise ConfigError("TRAIN_EVAL_DATA_PATH and TRAIN_EVAL_SPLIT are both set; use one source of eval data")
 
@@ -605,3 +622,64 @@ def _check_model_combinations(model: dict[str, Any]) -> None:
             "quantized weights cannot be trained directly: "
             "TRAIN_LOAD_IN_4BIT/8BIT=true needs TRAIN_USE_PEFT=true (QLoRA)"
         )
+
+
+def _check_data_mix(job: JobSettings, given: dict[str, Any], method: str | None) -> None:
+    """TRAIN_DATA_MIX: its YAML and entries (jobs/data/mixture.py), what it may not be combined with, its recipe
+    keys held to the TRAIN_* variables, and every source found; one ConfigError with every problem."""
+    mixture, problems = parse_mixture(str(job.data_mix))
+    problems += [*_mix_conflicts(job, mixture), *_recipe_problems(mixture.settings, given, method)]
+    try:
+        resolve_sources(mixture)
+    except ConfigError as error:
+        problems.extend(error.problems)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) with {DATA_MIX} ({mixture.source})", problems)
+
+
+def _mix_conflicts(job: JobSettings, mixture: Mixture) -> list[str]:
+    problems = []
+    if job.data_format != "auto":
+        problems.append(f"TRAIN_DATA_FORMAT={job.data_format} with {DATA_MIX}: give each entry its `format:` "
+                        "instead, and unset TRAIN_DATA_FORMAT")  # fmt: skip
+    if mixture.test_split_size is not None and (job.eval_split > 0 or job.eval_data_path):
+        other = "TRAIN_EVAL_SPLIT" if job.eval_split > 0 else "TRAIN_EVAL_DATA_PATH"
+        problems.append(f"{DATA_MIX} sets test_split_size and {other} is set too; use one source of eval data")
+    return problems
+
+
+def _recipe_problems(recipe: Mapping[str, Any], given: dict[str, Any], method: str | None) -> list[str]:
+    """A TRL recipe's keys beside its mixture: each must be a setting, equal to what its TRAIN_* variable set
+    (unset counts as different), so the run trains as the recipe says while the variables stay its one source."""
+    problems = []
+    for name, value in recipe.items():
+        variable = PREFIX + name.upper()
+        group, spec = _spec_for(name, method)
+        if spec is None or group is None:
+            why = (_other_method_message(variable, name, method) if method else None) or _unknown_message(variable)
+            problems.append(f"{DATA_MIX} key {name!r}: {why}; delete the key")
+            continue
+        raw = _yaml_text(value)
+        try:
+            wanted = parse_value(f"{DATA_MIX} key {name}", raw, spec)
+        except ValueError as error:
+            problems.append(f"{error}; fix the key or delete it")
+            continue
+        if name not in given:
+            problems.append(f"{DATA_MIX} sets {name}: {raw}, but {variable} is not set; set {variable}={raw} "
+                            "(the variables are the run's settings), or delete the key")  # fmt: skip
+        elif given[name] != wanted:
+            problems.append(f"{DATA_MIX} sets {name}: {raw}, but {variable}={given[name]!r}; set {variable}={raw}, "
+                            "or delete the key")  # fmt: skip
+    return problems
+
+
+def _yaml_text(value: Any) -> str:
+    """A YAML value as a TRAIN_* variable would spell it, for the setting's own parser."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)

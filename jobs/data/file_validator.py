@@ -51,6 +51,9 @@ class Policy:
     text_errors: frozenset[str] = frozenset()  # character hygiene kinds that are errors (TRAIN_TEXT_ERRORS)
     fold_system: bool = False  # TRAIN_FOLD_SYSTEM_TURN
     all_ranked_pairs: bool = False  # TRAIN_RANKED_PAIRS=all
+    # A mixture entry's `columns` (TRAIN_DATA_MIX): each record is cut to them before its format is detected,
+    # as TRL's `select_columns` does before mixing. None: every column.
+    columns: tuple[str, ...] | None = None
     # The model's chat template, when a model is named: every conversational record is rendered by it
     # (jobs/data/chat.py). Not sent back from shard workers.
     renderer: ChatRenderer | None = None
@@ -172,6 +175,8 @@ class FileValidator:
     def _process(self, line: int, item: Any) -> None:
         if type(item) is not dict:
             return self._refuse_item(line, item)
+        if self.policy.columns is not None and (item := self._projected(line, item)) is None:
+            return None
         shape = self.shape if self._native_keys(item) else self._shape(line, item)
         if shape is None:
             return None
@@ -185,6 +190,15 @@ class FileValidator:
         for record in records:
             self._check(line, record, fmt, converted=True)
         return None
+
+    def _projected(self, line: int, item: dict[str, Any]) -> dict[str, Any] | None:
+        assert self.policy.columns is not None
+        missing = [name for name in self.policy.columns if name not in item]
+        if missing:
+            self._reject(line, [("/", f"has no column {', '.join(map(repr, missing))}, which the mixture entry's "
+                                      "`columns` names; fix the record or the entry's `columns`")])  # fmt: skip
+            return None
+        return {name: item[name] for name in self.policy.columns}
 
     def _convert(self, adapter: Adapter, item: dict[str, Any]) -> list[dict[str, Any]]:
         """The adapter's record; for a ranked list, its first pair (or every pair), counted as ranked."""

@@ -23,6 +23,9 @@ class PreparedWriter:
         self.directory = directory
         self.paths = {side: directory / f"{side}.jsonl" for side in ("train", "eval")}
         self.counts = {"train": 0, "eval": 0}
+        # Each record's side in writing order (1: eval), so that a mixture can take a source's first records
+        # from its two files (`take`). One byte a record.
+        self.sides = bytearray()
         self._handles: dict[str, IO[bytes]] = {}
         for path in self.paths.values():  # left by an interrupted run: records are appended from here on
             path.with_suffix(".partial").unlink(missing_ok=True)
@@ -39,6 +42,7 @@ class PreparedWriter:
         """One record's JSON, ending with its newline."""
         (self._handles.get(side) or self._handle(side)).write(line)
         self.counts[side] += 1
+        self.sides.append(side == "eval")
 
     def append_files(self, other: PreparedWriter) -> None:
         """Append another (closed) writer's partial files, in order: how shards are joined. A side this writer
@@ -53,6 +57,21 @@ class PreparedWriter:
             else:
                 copy_into(partial, self._handle(side))
             self.counts[side] += other.counts[side]
+        self.sides.extend(other.sides)
+
+    def take(self, source: PreparedWriter, count: int) -> None:
+        """Append the first `count` records `source` wrote, in its order, each to the side it went to; all of
+        them by whole files (`append_files`)."""
+        source.close()
+        if count >= len(source.sides):
+            self.append_files(source)
+            return
+        partials = {side: path.with_suffix(".partial") for side, path in source.paths.items()}
+        with contextlib.ExitStack() as stack:
+            readers = {side: stack.enter_context(open(path, "rb")) for side, path in partials.items() if path.exists()}
+            for flag in source.sides[:count]:
+                side = "eval" if flag else "train"
+                self.write(side, readers[side].readline())
 
     def close(self) -> None:
         for handle in self._handles.values():

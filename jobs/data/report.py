@@ -15,6 +15,7 @@ class FileReport:
     path: str
     role: str  # "train" or "eval"
     sha256: str = ""
+    source: int | None = None  # the TRAIN_DATA_MIX entry (`datasets[i]`) the file belongs to
     max_shown: int = 20
     format: str | None = None
     adapter: str | None = None
@@ -100,6 +101,8 @@ def _where(bucket: dict[str, Any]) -> str:
     shown = [
         f"line {e['line']}" + (f" = line {e['first_line']}" if "first_line" in e else "") for e in bucket["examples"]
     ]
+    if not shown:  # the split's first examples were all in earlier files
+        return "examples under an earlier file"
     return ", ".join(shown) + (", ..." if bucket["count"] > len(shown) else "")
 
 

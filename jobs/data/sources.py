@@ -92,7 +92,8 @@ def _from_directory(directory: Path, variable: str) -> tuple[tuple[Path, ...], d
     return tuple(splits["train"]), splits, "snapshot"
 
 
-def _expand(value: str, variable: str) -> tuple[tuple[Path, ...], dict[str, list[Path]], str]:
+def expand(value: str, variable: str) -> tuple[tuple[Path, ...], dict[str, list[Path]], str]:
+    """A file, glob, folder of shards or snapshot: its (train) files, a snapshot's splits, and the layout."""
     if _is_glob(value):
         matches = [Path(p) for p in sorted(glob.glob(value, recursive=True)) if Path(p).is_file()]
         if not matches:
@@ -106,10 +107,10 @@ def _expand(value: str, variable: str) -> tuple[tuple[Path, ...], dict[str, list
 
 def resolve_data_files(data_path: str, eval_path: str | None) -> DataFiles:
     """The training and evaluation files; every one checked to exist, be readable and of a supported type."""
-    train, splits, layout = _expand(data_path, "TRAIN_DATA_PATH")
+    train, splits, layout = expand(data_path, "TRAIN_DATA_PATH")
     evaluation: tuple[Path, ...] = ()
     if eval_path:
-        evaluation = _expand(eval_path, "TRAIN_EVAL_DATA_PATH")[0]
+        evaluation = expand(eval_path, "TRAIN_EVAL_DATA_PATH")[0]
     elif splits:
         evaluation = tuple(splits.get("validation") or splits.get("test") or ())
     for variable, files in (("TRAIN_DATA_PATH", train), ("TRAIN_EVAL_DATA_PATH", evaluation)):

@@ -86,19 +86,13 @@ def validate_dataset(
                 state = _validate_split(role, paths, (policy, writer, leak), split, result)
                 if role == "train" and splits["eval"]:
                     leak = LeakIndex(KeyIndex(state.seen), KeyIndex(state.normalized), state.files)
-        _check_split(writer, policy)
+        check_split(writer, policy)
     except DataError as error:
         writer.discard()
         result.refused, result.problems = str(error), error.problems
     else:
         writer.commit()
-    result.split = {
-        **writer.counts,
-        "eval_source": "file" if splits["eval"] else ("split" if policy.eval_split > 0 else "none"),
-        "fraction": policy.eval_split,
-        "seed": policy.seed,
-        "method": "seeded hash of the normalised prompt: records sharing a prompt share a side",
-    }
+    result.split = split_summary(writer, policy, bool(splits["eval"]))
     return result
 
 
@@ -116,6 +110,21 @@ def _validate_split(
     result: ValidationResult,
 ) -> SplitState:
     """Validate one split's files in order, sharing its format and key tables; raise DataError to refuse."""
+    reports = validate_files(role, paths, context, split, result)
+    count_repeats(split, reports, result)
+    refuse_invalid(reports, context[0])
+    return split
+
+
+def validate_files(
+    role: str,
+    paths: Sequence[Path],
+    context: tuple[Policy, PreparedWriter, LeakIndex | None],
+    split: SplitState,
+    result: ValidationResult,
+) -> list[FileReport]:
+    """Validate files in order into the split's format and key tables, each in parallel shards when large;
+    their reports (also added to `result`). DataError for a file that refuses the data whatever the policy."""
     policy, writer, leak = context
     reports: list[FileReport] = []
     for path in paths:
@@ -133,16 +142,25 @@ def _validate_split(
         reason = file_refusal(validator.report)
         if reason:
             raise DataError(reason, validator.report.error_lines())
+    return reports
+
+
+def count_repeats(split: SplitState, reports: list[FileReport], result: ValidationResult) -> None:
+    """The split's duplicates and duplicate prompts, into its files' reports (`reports`: every file of the
+    split, in its file numbers' order), and what its key tables hold."""
     for name, table in zip(("exact_keys", "prompt_keys", "normalized_keys"), split.tables(), strict=True):
         result.table_bytes[name] = result.table_bytes.get(name, 0) + table.nbytes
     result.table_bytes["lengths"] = result.char_lengths.itemsize * len(result.char_lengths)
     _report_repeats(split.seen, reports, "duplicates", split.files)
     _report_repeats(split.prompts, reports, "duplicate_prompts", split.files)
+
+
+def refuse_invalid(reports: list[FileReport], policy: Policy) -> None:
+    """DataError when these files' invalid records, together, refuse the data under the policy."""
     reason = refusal(_together(reports), policy)
     if reason:
         shown = [line for report in reports for line in report.error_lines()][: policy.max_shown]
         raise DataError(reason, shown)
-    return split
 
 
 def _report_repeats(table: KeyTable, reports: list[FileReport], name: str, files: list[str]) -> None:
@@ -158,11 +176,23 @@ def _report_repeats(table: KeyTable, reports: list[FileReport], name: str, files
         getattr(reports[number], name)["examples"].append(example)
 
 
-def _check_split(writer: PreparedWriter, policy: Policy) -> None:
+def check_split(writer: PreparedWriter, policy: Policy, setting: str = "TRAIN_EVAL_SPLIT") -> None:
+    """Refuse a split that left one side empty; `setting`: what set the fraction, for the message."""
     if writer.counts["train"] == 0:
-        raise DataError(f"TRAIN_EVAL_SPLIT={policy.eval_split} left no training records; lower it")
+        raise DataError(f"{setting}={policy.eval_split} left no training records; lower it")
     if policy.eval_split > 0 and writer.counts["eval"] == 0:
         raise DataError(
-            f"TRAIN_EVAL_SPLIT={policy.eval_split} left no evaluation records "
+            f"{setting}={policy.eval_split} left no evaluation records "
             f"({writer.counts['train']} records in all); raise it or give TRAIN_EVAL_DATA_PATH"
         )
+
+
+def split_summary(writer: PreparedWriter, policy: Policy, eval_files: bool) -> dict[str, Any]:
+    """The report's `split`: the prepared counts and how the evaluation side was found."""
+    return {
+        **writer.counts,
+        "eval_source": "file" if eval_files else ("split" if policy.eval_split > 0 else "none"),
+        "fraction": policy.eval_split,
+        "seed": policy.seed,
+        "method": "seeded hash of the normalised prompt: records sharing a prompt share a side",
+    }

@@ -1,13 +1,15 @@
-"""The data step of preflight: resolve TRAIN_DATA_PATH to files, validate and split every record under the
-method's policy, write the prepared records and `validation_report.json`.
+"""The data step of preflight: resolve TRAIN_DATA_PATH to files (or each TRAIN_DATA_MIX source, mixed by
+jobs/data/mixing.py), validate and split every record under the method's policy, write the prepared records
+and `validation_report.json`.
 
 The report is what later steps read instead of the data: the files with their sha256, the layout they
 were found in, and the prepared files with theirs (the resume identity and the final manifest use it;
-nothing reads TRAIN_DATA_PATH again).
+nothing reads TRAIN_DATA_PATH or TRAIN_DATA_MIX again).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -15,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config.resolved import ResolvedRun
+from jobs.config.settings import JobSettings
 from jobs.data.chat import ChatRenderer, MaskPlan, check_stop_token, load_tokenizer_for_data, mask_plan
 from jobs.data.lengths import percentiles, token_lengths
+from jobs.data.mixing import summary_lines as mixture_lines
+from jobs.data.mixing import validate_mixture
+from jobs.data.mixture import MixSource, read_mixture, resolve_sources
+from jobs.data.readers import check_readable
 from jobs.data.report import chat_lines, ranked_lines, summary_lines
-from jobs.data.sources import resolve_data_files, sha256_of
+from jobs.data.sources import DataFiles, expand, resolve_data_files, sha256_of
 from jobs.data.validate import Policy, ValidationResult, validate_dataset
 from jobs.errors import ConfigError, DataError
 from jobs.layout import OutputLayout
@@ -76,7 +83,7 @@ def validate_data(run: ResolvedRun, with_model: bool) -> dict[str, Any]:
     and token lengths are counted."""
     job = run.job
     try:
-        files = resolve_data_files(str(job.data_path), job.eval_data_path)
+        files = _data_files(job)
     except DataError as error:
         _write_report(run.layout, {"result": "refused", "reason": str(error), "method": run.method, "files": []})
         raise
@@ -86,19 +93,45 @@ def validate_data(run: ResolvedRun, with_model: bool) -> dict[str, Any]:
         # The output volume is shared by every machine of a multi-node run: machine 0 writes the prepared
         # records and the report; the others validate the same data into a directory of their own.
         prepared_dir = run.layout.data_dir if main else Path(private)
-        result = validate_dataset(files.train, files.eval, _policy(run, renderer), prepared_dir)
+        result, mixture = _validate(run, files, _policy(run, renderer), prepared_dir)
         prepared = _prepared(prepared_dir, result) if result.refused is None else {}
         chat = chat_report(run, result, renderer, no_mask, prepared_dir) if renderer and not result.refused else None
     lengths = _lengths(run, result, renderer if main else None)
-    report = {**_report(run, result, lengths), "layout": files.layout, "prepared": prepared, "chat": chat}
+    layout = "mixture" if isinstance(files, list) else files.layout
+    report = {**_report(run, result, lengths), "layout": layout, "mixture": mixture, "prepared": prepared,
+              "chat": chat}  # fmt: skip
     if main:
         _write_report(run.layout, report)
     summary = summary_lines(result.files, result.split, lengths, with_errors=result.refused is None)
-    for line in summary + ranked_lines(report["ranked_lists"]) + chat_lines(chat):
+    for line in mixture_lines(mixture) + summary + ranked_lines(report["ranked_lists"]) + chat_lines(chat):
         logger.info("%s", line)
     if result.refused:
         raise DataError(result.refused, result.problems)
     return report
+
+
+def _data_files(job: JobSettings) -> DataFiles | list[MixSource]:
+    """TRAIN_DATA_PATH's files, or each TRAIN_DATA_MIX source's (checked by the config already)."""
+    if job.data_mix:
+        return resolve_sources(read_mixture(job.data_mix))
+    return resolve_data_files(str(job.data_path), job.eval_data_path)
+
+
+def _validate(
+    run: ResolvedRun, files: DataFiles | list[MixSource], policy: Policy, prepared_dir: Path
+) -> tuple[ValidationResult, dict[str, Any] | None]:
+    """The data validated into `prepared_dir`; with a mixture, also the report's `mixture`."""
+    if not isinstance(files, list):
+        return validate_dataset(files.train, files.eval, policy, prepared_dir), None
+    mixture = read_mixture(str(run.job.data_mix))
+    evaluation = expand(run.job.eval_data_path, "TRAIN_EVAL_DATA_PATH")[0] if run.job.eval_data_path else ()
+    for path in evaluation:
+        check_readable(path, "TRAIN_EVAL_DATA_PATH")
+    if mixture.test_split_size is not None:
+        policy = dataclasses.replace(policy, eval_split=mixture.test_split_size)
+    result, report = validate_mixture(mixture, files, evaluation, policy, prepared_dir)
+    report["seed"] = policy.seed
+    return result, report
 
 
 def _prepared(directory: Path, result: ValidationResult) -> dict[str, dict[str, Any]]:

@@ -31,9 +31,10 @@ NOT_IDENTITY = frozenset({
 })  # fmt: skip
 
 
-def run_identity(run: ResolvedRun, prepared: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """What must not change between a checkpoint and the run that resumes from it; `prepared`: the prepared
-    files as preflight recorded them (their sha256)."""
+def run_identity(run: ResolvedRun, report: dict[str, Any]) -> dict[str, Any]:
+    """What must not change between a checkpoint and the run that resumes from it; `report`: the validation
+    report, with the prepared files (their sha256) and the mixture as preflight recorded them."""
+    prepared: dict[str, dict[str, Any]] = report.get("prepared", {})
     config = run.config
     settings = {
         name: value
@@ -46,7 +47,53 @@ def run_identity(run: ResolvedRun, prepared: dict[str, dict[str, Any]]) -> dict[
         "model": str(config.model.get("model_name_or_path")),
         "settings": redact(settings),
         "data_sha256": {role: file["sha256"] for role, file in prepared.items()},
+        "mixture": mixture_identity(report.get("mixture")),
     }
+
+
+# What a mixture entry trains with: the files' sha256 stand for their bytes. The YAML itself is left out, so
+# a comment or a re-indent is no change.
+MIXTURE_FIELDS = ("path", "split", "columns", "format", "fraction")
+
+
+def mixture_identity(mixture: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The normalised TRAIN_DATA_MIX (None: the data came from TRAIN_DATA_PATH)."""
+    if not mixture:
+        return None
+    entries = [
+        {**{name: entry[name] for name in MIXTURE_FIELDS}, "sha256": [file["sha256"] for file in entry["files"]]}
+        for entry in mixture["entries"]
+    ]
+    return {"entries": entries, "test_split_size": mixture["test_split_size"], "seed": mixture.get("seed")}
+
+
+def _mixture_changes(before: dict[str, Any] | None, now: dict[str, Any] | None) -> list[str]:
+    """A changed mixture, entry by entry and field by field. A record without the key had no mixture."""
+    if before == now:
+        return []
+    if before is None or now is None:
+        names = ["TRAIN_DATA_PATH", "TRAIN_DATA_MIX"]
+        then, current = names if before is None else names[::-1]
+        return [f"the data: {then} then, {current} now"]
+    found = [f"TRAIN_DATA_MIX {key}: {before.get(key)!r} then, {now.get(key)!r} now"
+             for key in ("test_split_size", "seed") if before.get(key) != now.get(key)]  # fmt: skip
+    old, new = before["entries"], now["entries"]
+    for index in range(max(len(old), len(new))):
+        if index >= len(old) or index >= len(new):
+            entry, what = (new[index], "added") if index >= len(old) else (old[index], "removed")
+            found.append(f"TRAIN_DATA_MIX datasets[{index}] ({entry['path']}): {what}")
+            continue
+        found.extend(_entry_changes(index, old[index], new[index]))
+    return found
+
+
+def _entry_changes(index: int, then: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    where = f"TRAIN_DATA_MIX datasets[{index}] ({now['path']})"
+    found = [f"{where}: {name} {then.get(name)!r} then, {now.get(name)!r} now"
+             for name in MIXTURE_FIELDS if then.get(name) != now.get(name)]  # fmt: skip
+    if then.get("sha256") != now.get("sha256"):
+        found.append(f"{where}: its files differ (sha256 {', '.join(d[:12] for d in now['sha256'])})")
+    return found
 
 
 def changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -60,6 +107,7 @@ def changes(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
         if before.get(name) != now.get(name):
             then = repr(before[name]) if name in before else "unset"
             found.append(f"{PREFIX}{name.upper()}: {then} then, {repr(now[name]) if name in now else 'unset'} now")
+    found.extend(_mixture_changes(recorded.get("mixture"), current.get("mixture")))
     for role, digest in current["data_sha256"].items():
         if recorded.get("data_sha256", {}).get(role) != digest:
             found.append(f"the {role} data: its validated records differ (sha256 {digest[:12]}...)")
@@ -89,10 +137,11 @@ def _recorded(run: ResolvedRun) -> dict[str, Any] | None:
     return None
 
 
-def check_resume(run: ResolvedRun, prepared: dict[str, dict[str, Any]]) -> None:
-    """Refuse a resume into a changed run, or start over, as TRAIN_RESUME says; then record this start."""
+def check_resume(run: ResolvedRun, report: dict[str, Any]) -> None:
+    """Refuse a resume into a changed run, or start over, as TRAIN_RESUME says; then record this start.
+    `report`: the validation report."""
     layout = run.layout
-    current = run_identity(run, prepared)
+    current = run_identity(run, report)
     complete = [d for _, d in layout.checkpoints() if layout.is_complete(d)]
     mode = run.job.resume
     if complete and mode == "never":

@@ -42,7 +42,7 @@ def run_preflight(run: ResolvedRun, *, for_training: bool) -> ResolvedRun:
     if for_training and main:
         if run.job.resume != "never":  # a fresh start sets every checkpoint aside unread
             set_aside_damaged(run.layout)
-        check_resume(run, report["prepared"])
+        check_resume(run, report)
     run = run.with_evaluation("eval" in report["prepared"])
     records = int(report["prepared"].get("train", {}).get("records", 0))
     return run.with_loading(loading_threshold(run.job.loading_timeout, model_dir, records))

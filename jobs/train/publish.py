@@ -127,16 +127,23 @@ def _recorded_report(path: Path) -> dict[str, Any] | None:
 
 def manifest(run: ResolvedRun, report: dict[str, Any] | None, global_step: int) -> dict[str, Any]:
     """What produced the model: the code, the packages, the machine, and the data as preflight recorded it
-    (the layout `TRAIN_DATA_PATH` resolved to, every source file with its sha256, the prepared files)."""
+    (the layout `TRAIN_DATA_PATH` resolved to, or TRAIN_DATA_MIX's sources with what each gave; every source
+    file with its sha256, and the mixture entry it belongs to; the prepared files)."""
     report = report or {"files": []}
-    sources = [{key: file[key] for key in ("role", "path", "sha256", "records", "format")} for file in report["files"]]
+    keys = ("role", "path", "sha256", "records", "format", "source")
+    sources = [{key: file.get(key) for key in keys} for file in report["files"]]
     return {
         "run_id": run.config.run_id,
         "git_revision": git_revision(),
         "python": platform.python_version(),
         "host": platform.node(),
         "packages": package_versions(),
-        "data": {"layout": report.get("layout"), "sources": sources, "prepared": report.get("prepared", {})},
+        "data": {
+            "layout": report.get("layout"),
+            "sources": sources,
+            "prepared": report.get("prepared", {}),
+            "mixture": report.get("mixture"),
+        },
         "method": run.method,
         "world_size": run.processes,
         "global_step": global_step,

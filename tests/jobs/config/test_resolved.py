@@ -86,7 +86,7 @@ def test_the_estimate_the_resume_identity_and_the_launch_count_the_same_processe
     assert plan_for(run).processes == 3 and run.processes_per_machine == 3  # CPU: three processes share the RAM
     assert launch_arguments(run)[:2] == ["--num_processes", "3"]
     run.layout.root.mkdir(parents=True)
-    check_resume(run, {"train": {"sha256": "0" * 64}})
+    check_resume(run, {"prepared": {"train": {"sha256": "0" * 64}}})
     assert json.loads(run.layout.run_identity.read_text())["processes"] == 3
     estimate = run_entrypoint("estimate", **{k: v for k, v in env.items() if k != "TRAIN_DATA_PATH"})
     assert estimate.returncode == 0 and "x 3 processes" in estimate.stdout, estimate.stdout + estimate.stderr[-2000:]

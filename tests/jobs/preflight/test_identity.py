@@ -38,7 +38,7 @@ def test_a_run_started_before_the_rename_is_checked_against_its_run_manifest(tmp
     run = resolve(load_config(env), Device(gpu=False, bf16=False))
     (tmp_path / "checkpoint-5").mkdir()
     (tmp_path / "checkpoint-5" / COMPLETE_MARKER).write_text("5")
-    prepared = {"train": {"sha256": "a" * 64}}
+    prepared = {"prepared": {"train": {"sha256": "a" * 64}}}
     legacy = {**run_identity(run, prepared), "settings": {"learning_rate": 0.002}}
     (tmp_path / "run_manifest.json").write_text(json.dumps(legacy))
     with pytest.raises(ConfigError) as refused:
@@ -55,7 +55,7 @@ def test_a_record_that_does_not_read_is_exit_2_unless_forced(tmp_path: Path) -> 
     (tmp_path / "checkpoint-5").mkdir()
     (tmp_path / "checkpoint-5" / COMPLETE_MARKER).write_text("5")
     (tmp_path / "run_identity.json").write_text('{"method": "sf')
-    prepared = {"train": {"sha256": "a" * 64}}
+    prepared = {"prepared": {"train": {"sha256": "a" * 64}}}
     with pytest.raises(ConfigError, match="does not read"):
         check_resume(resolve(load_config(env), Device(gpu=False, bf16=False)), prepared)
     forced = resolve(load_config({**env, "TRAIN_RESUME": "force"}), Device(gpu=False, bf16=False))
@@ -91,3 +91,31 @@ def test_a_restart_resumes_only_into_the_same_run(demo_model: str, tmp_path: Pat
     over = run_entrypoint(**{**base, "TRAIN_RESUME": "never"})
     assert over.returncode == 0 and "resuming from" not in over.stderr, over.stderr[-2000:]
     assert list((tmp_path / "out").glob("previous-checkpoint-12.*")) and over.steps()[0] == 3
+
+
+def _mixture(*fractions: float, sha: str = "a") -> dict:
+    entries = [{"path": f"/d/{i}.jsonl", "split": "train", "columns": None, "format": "auto", "fraction": fraction,
+                "sha256": [sha * 64]} for i, fraction in enumerate(fractions)]  # fmt: skip
+    return {"entries": entries, "test_split_size": 0.1, "seed": 42}
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "expected"),
+    [
+        pytest.param(_mixture(0.7, 0.3), _mixture(0.7, 0.5),
+                     ["TRAIN_DATA_MIX datasets[1] (/d/1.jsonl): fraction 0.3 then, 0.5 now"], id="share"),
+        pytest.param(_mixture(0.7, 0.3), _mixture(0.7, 0.3, sha="b"),
+                     ["TRAIN_DATA_MIX datasets[0] (/d/0.jsonl): its files differ (sha256 bbbbbbbbbbbb)",
+                      "TRAIN_DATA_MIX datasets[1] (/d/1.jsonl): its files differ (sha256 bbbbbbbbbbbb)"], id="files"),
+        pytest.param(_mixture(0.7, 0.3), _mixture(0.7, 0.3, 0.1),
+                     ["TRAIN_DATA_MIX datasets[2] (/d/2.jsonl): added"], id="added"),
+        pytest.param(None, _mixture(1.0), ["the data: TRAIN_DATA_PATH then, TRAIN_DATA_MIX now"],
+                     id="an-identity-without-the-key-had-no-mixture"),
+        pytest.param(_mixture(1.0), _mixture(1.0), [], id="unchanged"),
+    ],
+)  # fmt: skip
+def test_a_changed_mixture_names_the_entry_and_the_field(before: dict | None, now: dict, expected: list[str]) -> None:
+    recorded = {"method": "sft", "model": "/m", "settings": {}, "data_sha256": {}}
+    if before is not None:
+        recorded["mixture"] = before
+    assert changes(recorded, {**recorded, "mixture": now}) == expected
