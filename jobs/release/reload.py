@@ -112,13 +112,7 @@ def sample_forward(model: Any, input_ids: Any, device: Any) -> Any:
     call on the trained model (jobs/train/publish.py) and on its reloaded copy."""
     import torch
 
-    model.eval()
-    for module in model.modules():
-        # bitsandbytes runs 4-bit layers in evaluation mode on CPUs with AVX512-BF16 through an inference
-        # kernel that repacks the weights, and fails on shapes it does not tile (the tiny test model's); the
-        # dequantising path is the one training ran, and the one the comparison needs on both sides.
-        if getattr(module, "support_avx512bf16_for_cpu", False):
-            module.support_avx512bf16_for_cpu = False
+    model.eval()  # a 4-bit base stays on the dequantising path training ran (jobs/train/model.py)
     with torch.no_grad():
         return model(input_ids=input_ids.to(device)).logits.float().cpu()
 

@@ -80,6 +80,8 @@ def load_model(model_args: ModelConfig, trust_remote_code: bool = False) -> PreT
         model = create_model_from_path(path, **kwargs)
     except (OSError, ValueError) as error:
         raise EnvironmentProblem(f"TRAIN_MODEL_NAME_OR_PATH={path}: the model does not load ({error})") from None
+    if quantization is not None:
+        dequantising_on_cpu(model)
     logger.info(
         "loaded %s: %.1fM parameters, dtype %s%s",
         path,
@@ -88,6 +90,16 @@ def load_model(model_args: ModelConfig, trust_remote_code: bool = False) -> PreT
         ", 4-bit NF4" if model_args.load_in_4bit else (", 8-bit" if model_args.load_in_8bit else ""),
     )
     return model
+
+
+def dequantising_on_cpu(model: PreTrainedModel) -> None:
+    """Keep bitsandbytes' 4-bit layers on the dequantising path that training runs. In evaluation mode on a
+    CPU with AVX512-BF16 they switch to an inference kernel that repacks the weights in place, and that
+    fails on shapes it does not tile (`shape '[128, 5]' is invalid` on the tiny model); the evaluation
+    forward passes (the samples, the reload check's logits) must compute what training computes."""
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
 
 
 def peft_config(model_args: ModelConfig) -> PeftConfig | None:
