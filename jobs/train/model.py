@@ -97,9 +97,10 @@ def dequantising_on_cpu(model: PreTrainedModel) -> None:
     CPU with AVX512-BF16 they switch to an inference kernel that repacks the weights in place, and that
     fails on shapes it does not tile (`shape '[128, 5]' is invalid` on the tiny model); the evaluation
     forward passes (the samples, the reload check's logits) must compute what training computes."""
-    for module in model.modules():
-        if getattr(module, "support_avx512bf16_for_cpu", False):
-            module.support_avx512bf16_for_cpu = False
+    layer: Any  # bitsandbytes' Linear4bit, typed by torch as a Module
+    for layer in model.modules():
+        if getattr(layer, "support_avx512bf16_for_cpu", False):
+            layer.support_avx512bf16_for_cpu = False
 
 
 def peft_config(model_args: ModelConfig) -> PeftConfig | None:
