@@ -27,12 +27,14 @@ import gc
 import json
 import logging
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from jobs.errors import ConfigError, EnvironmentProblem, NotPublished
-from jobs.estimate.merge import check_merge_memory, shard_bytes
+from jobs.estimate.formula import human_size
+from jobs.estimate.merge import check_merge_memory, shard_bytes, weight_file_bytes
 from jobs.preflight.checks import check_model_dir
 from jobs.release.reload import compare_logits, publish_final, sample_forward
 
@@ -55,8 +57,16 @@ def merge_final(final: Path, base: str | None = None, memory_check: str = "refus
     check_merge_memory(base_dir, adapter_bytes, memory_check)
     started = time.monotonic()
     partial = final / f"{MERGED}.partial"
-    _discard(partial)
-    expected, dtype = _merge_into(base_dir, final, partial)
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        expected, dtype = _merge_into(base_dir, final, partial)
+    except Exception as error:
+        from jobs.train.guards.checkpoints import is_volume_full
+
+        if not is_volume_full(error, final):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)  # a partial copy only takes the room another try needs
+        raise _volume_full(final, base_dir) from error
     gc.collect()
     _check_merged(partial, expected, dtype)
     publish_final(partial, final / MERGED)
@@ -71,7 +81,7 @@ def _base_dir(final: Path, base: str | None) -> Path:
     if not config_path.is_file():
         raise ConfigError(f"{final} holds no LoRA adapter (adapter_config.json): a full fine-tune's final/ is "
                           "already a whole model, with nothing to merge")  # fmt: skip
-    named = base or json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    named = base or _adapter_config(config_path).get("base_model_name_or_path")
     if not named or not Path(named).is_dir():
         raise EnvironmentProblem(f"the adapter's base model {named!r} (adapter_config.json's base_model_name_or_path) "
                                  "is not a directory here: mount the base model where training read it, or name it "
@@ -79,6 +89,17 @@ def _base_dir(final: Path, base: str | None) -> Path:
     check_model_dir(named)
     _check_unquantised(Path(named))
     return Path(named)
+
+
+def _adapter_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise EnvironmentProblem(
+            f"{path} does not read as JSON ({error}); the adapter's files are damaged: "
+            "rerun the job, which publishes final/ again from its newest checkpoint"
+        ) from None
+    return config if isinstance(config, dict) else {}
 
 
 def _check_unquantised(base_dir: Path) -> None:
@@ -163,7 +184,11 @@ def _refusal(partial: Path, what: str) -> str:
             "the merged files, then run `entrypoint.py merge OUTPUT_DIR` again")  # fmt: skip
 
 
-def _discard(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+def _volume_full(final: Path, base_dir: Path) -> EnvironmentProblem:
+    """Exit 4, not a crash that a retry would repeat: the volume, its free bytes, what the merged copy takes."""
+    free = shutil.disk_usage(final).free
+    return EnvironmentProblem(
+        f"the output volume of {final} filled while the merged model was written: {human_size(free)} free, and the "
+        f"merged model takes about {human_size(weight_file_bytes(base_dir))}; final/ (the adapter) is published and "
+        "unchanged. Free space on the volume or mount a larger one, then run `entrypoint.py merge OUTPUT_DIR`"
+    )

@@ -12,10 +12,11 @@ import pytest
 
 from dev.demo import build_model
 from dev.testing import run_entrypoint
-from jobs.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, EXIT_NOT_PUBLISHED, NotPublished
+from jobs.errors import EXIT_CONFIG, EXIT_ENVIRONMENT, NotPublished
 from jobs.layout import OutputLayout
 from jobs.release import merge
 from jobs.release.reload import TOLERANCES
+from tests.support.volumes import tmpfs
 
 DATA = {"sft": "dev/demo_data/sft_messages.jsonl", "dpo": "dev/demo_data/dpo_pairs.jsonl"}
 
@@ -214,10 +215,6 @@ def test_the_inference_template_renders_what_the_training_template_renders() -> 
     assert merge.inference_template(None) is None
 
 
-def test_exit_9_is_what_a_refused_merge_returns() -> None:
-    assert NotPublished("x").exit_code == EXIT_NOT_PUBLISHED
-
-
 def test_a_base_stored_quantised_or_missing_is_refused_with_what_to_point_at(demo_model: str, tmp_path: Path) -> None:
     import shutil
 
@@ -237,3 +234,29 @@ def test_a_base_stored_quantised_or_missing_is_refused_with_what_to_point_at(dem
     assert run.returncode == EXIT_ENVIRONMENT, run.stderr[-3000:]
     assert "is not a directory here: mount the base model" in run.messages()
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.slow
+def test_a_volume_that_fills_during_the_merge_is_exit_4_and_leaves_the_adapter(demo_model: str, tmp_path: Path) -> None:
+    """A real 1 MiB tmpfs: room for the adapter, not for the 2 MB merged copy."""
+    with tmpfs(tmp_path / "volume", "1m") as volume:
+        final = volume / "final"
+        lora_final(Path(demo_model), final, TRAINING_TEMPLATE)
+        adapter = (final / "adapter_model.safetensors").read_bytes()
+
+        run = run_entrypoint("merge", str(volume))
+
+        assert run.returncode == EXIT_ENVIRONMENT, run.stderr[-3000:]
+        assert f"the output volume of {final} filled while the merged model was written" in run.messages()
+        assert "Traceback" not in run.stderr
+        assert not (final / "merged").exists() and not (final / "merged.partial").exists()
+        assert (final / "adapter_model.safetensors").read_bytes() == adapter
+
+
+def test_a_damaged_adapter_config_is_named_without_a_traceback(tmp_path: Path) -> None:
+    final = tmp_path / "out" / "final"
+    final.mkdir(parents=True)
+    (final / "adapter_config.json").write_text('{"base_model_name_or_path": ')
+    run = run_entrypoint("merge", str(tmp_path / "out"))
+    assert run.returncode == EXIT_ENVIRONMENT, run.stderr[-3000:]
+    assert "adapter_config.json does not read as JSON" in run.messages() and "Traceback" not in run.stderr
