@@ -228,6 +228,9 @@ def test_a_trained_models_end_of_turn_token_is_trained_and_among_its_stop_ids(tm
     assert end_of_turn in generation["eos_token_id"] and tokenizer.eos_token_id in generation["eos_token_id"]
     effective = json.loads((final / "effective_config.json").read_text())
     assert effective["loss_mask"] == {"assistant_only": True, "source": "trl_training_template"}
+    # The samples' prompts, read from the rows TRL tokenised, end where the model's turn begins.
+    samples = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 8 and all(s["prompt"].endswith("<end_of_turn>\n<start_of_turn>model\n") for s in samples)
 
 
 @pytest.mark.slow
